@@ -1,0 +1,91 @@
+"""Admin side of the server: bearer-token check, runtime-config bodies, the initial limits from a ConfigMap dir.
+
+Runtime limits use the API's spelling (`maxNumSeqs`, `maxNumBatchedTokens`) on the wire and in the ConfigMap.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from shoal.engine.server.errors import APIError, bad_request, unauthorized, unprocessable
+
+log = logging.getLogger(__name__)
+
+WIRE_FIELDS = {"maxNumSeqs": "max_num_seqs", "maxNumBatchedTokens": "max_num_batched_tokens"}
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_num_seqs: int
+    max_num_batched_tokens: int
+
+
+def check_bearer(header: str | None, token_file: Path | None) -> None:
+    """Raise 401 unless the Authorization header carries the token in token_file (re-read: Secrets rotate)."""
+    if token_file is None:
+        raise unauthorized("Admin routes are disabled: start the server with --admin-token-file.")
+    try:
+        expected = token_file.read_text().strip()
+    except OSError as exc:
+        raise APIError(500, f"Cannot read the admin token file {token_file}: {exc}", type="server_error") from exc
+    scheme, _, given = (header or "").partition(" ")
+    if scheme.lower() != "bearer" or not given:
+        raise unauthorized("Send `Authorization: Bearer <admin token>`.")
+    if not expected or not hmac.compare_digest(given.strip().encode(), expected.encode()):
+        raise unauthorized("The admin token is wrong.")
+
+
+def parse_patch(body: object, capacity: Limits, block_size: int) -> dict[str, int]:
+    """PATCH body -> set_runtime_limits kwargs; 400 for shape errors, 422 outside [1, capacity]."""
+    if not isinstance(body, dict) or not body:
+        raise bad_request("Send a JSON object with `maxNumSeqs` and/or `maxNumBatchedTokens`.")
+    out = {}
+    for key, value in body.items():
+        if key not in WIRE_FIELDS:
+            raise bad_request(f"Unknown field `{key}`; runtime config has {sorted(WIRE_FIELDS)}.", key)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad_request(f"`{key}` must be an integer, got {value!r}.", key)
+        attr = WIRE_FIELDS[key]
+        lo = block_size if attr == "max_num_batched_tokens" else 1
+        hi = getattr(capacity, attr)
+        if not lo <= value <= hi:
+            raise unprocessable(f"`{key}`={value} is outside [{lo}, {hi}] (the startup capacity); "
+                                "restart with a larger engine capacity to go higher.", key)
+        out[attr] = value
+    return out
+
+
+def config_body(limits, capacity) -> dict:
+    return {
+        "maxNumSeqs": limits.max_num_seqs,
+        "maxNumBatchedTokens": limits.max_num_batched_tokens,
+        "capacity": {"maxNumSeqs": capacity.max_num_seqs, "maxNumBatchedTokens": capacity.max_num_batched_tokens},
+    }
+
+
+def read_initial_limits(config_dir: Path, capacity: Limits, block_size: int) -> dict[str, int]:
+    """set_runtime_limits kwargs from a mounted `<name>-runtime` ConfigMap, clipped to capacity.
+
+    A missing file leaves that limit at capacity; an unreadable value is logged and ignored so a bad ConfigMap
+    degrades to the startup limits rather than a crash loop.
+    """
+    out = {}
+    for key, attr in WIRE_FIELDS.items():
+        path = config_dir / key
+        if not path.is_file():
+            continue
+        text = path.read_text().strip()
+        try:
+            value = int(text)
+        except ValueError:
+            log.warning("ignoring %s: %r is not an integer", path, text)
+            continue
+        lo = block_size if attr == "max_num_batched_tokens" else 1
+        clipped = min(max(value, lo), getattr(capacity, attr))
+        if clipped != value:
+            log.warning("%s=%d clipped to %d (startup capacity %d)", key, value, clipped, getattr(capacity, attr))
+        out[attr] = clipped
+    return out

@@ -1,0 +1,156 @@
+"""The aiohttp application: DESIGN's routes over one engine (see docs/serving.md)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from shoal.engine.server import admin, protocol, responses
+from shoal.engine.server.admission import Admission
+from shoal.engine.server.errors import APIError, bad_request
+from shoal.engine.server.generation import Generation, start_sse
+from shoal.engine.server.lifecycle import Lifecycle
+from shoal.engine.server.metrics import EngineMetrics
+from shoal.engine.server.settings import ServeSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ServerState:
+    settings: ServeSettings
+    engine: object  # AsyncLLM
+    metrics: EngineMetrics
+    lifecycle: Lifecycle
+    admission: Admission
+    generation: Generation
+    started: int  # unix time, for /v1/models
+
+
+@web.middleware
+async def openai_errors(request: web.Request, handler):
+    try:
+        return await handler(request)
+    except APIError as exc:
+        return _error_response(exc)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return _error_response(APIError(exc.status, exc.reason or "error", type="invalid_request_error"))
+
+
+def _error_response(exc: APIError) -> web.Response:
+    return web.Response(status=exc.status, body=exc.json_bytes(), content_type="application/json",
+                        headers=exc.headers)
+
+
+async def _json(request: web.Request) -> object:
+    try:
+        return json.loads(await request.read())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise bad_request(f"The request body is not valid JSON: {exc}") from exc
+
+
+def build_app(state: ServerState) -> web.Application:
+    app = web.Application(middlewares=[openai_errors], client_max_size=16 * 1024 * 1024)
+    app["state"] = state
+    app.router.add_post("/v1/completions", completions)
+    app.router.add_post("/v1/chat/completions", chat_completions)
+    app.router.add_get("/v1/models", models)
+    app.router.add_get("/health", health)
+    app.router.add_get("/ready", ready)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/admin/runtime-config", get_runtime_config)
+    app.router.add_patch("/admin/runtime-config", patch_runtime_config)
+    return app
+
+
+async def completions(request: web.Request) -> web.StreamResponse:
+    state: ServerState = request.app["state"]
+    return await _generate(request, protocol.parse_completion(
+        await _json(request), state.settings.model_name, getattr(state.engine.tokenizer, "vocab_size", None)))
+
+
+async def chat_completions(request: web.Request) -> web.StreamResponse:
+    state: ServerState = request.app["state"]
+    return await _generate(request, protocol.parse_chat(await _json(request), state.settings.model_name))
+
+
+async def _generate(request: web.Request, req: protocol.GenerationRequest) -> web.StreamResponse:
+    state: ServerState = request.app["state"]
+    arrival = time.monotonic()
+    prepared = state.generation.prepare(req)
+    state.lifecycle.admit()
+    try:
+        state.admission.admit(len(prepared.choices), state.engine.runtime_limits.max_num_seqs)
+    except APIError:
+        state.lifecycle.release()
+        raise
+    try:
+        if not req.stream:
+            await state.generation.collect(prepared, arrival)
+            return web.json_response(state.generation.body(req, prepared))
+        response = await start_sse(request)
+        try:
+            await state.generation.stream(req, prepared, arrival, response.write)
+        except* ConnectionResetError:
+            log.debug("client of %s went away; request aborted", prepared.response_id)
+        return response
+    finally:
+        for _ in prepared.choices:
+            state.admission.finished()
+        state.lifecycle.release()
+
+
+async def models(request: web.Request) -> web.Response:
+    state: ServerState = request.app["state"]
+    return web.json_response(responses.models_body(
+        state.settings.model_name, state.started, state.generation.max_model_len))
+
+
+async def health(request: web.Request) -> web.Response:
+    """Liveness: the engine loop made progress recently, or has nothing to do."""
+    state: ServerState = request.app["state"]
+    stats = state.engine.stats()
+    if state.engine.is_idle:
+        return web.json_response({"status": "ok", "engine": "idle"})
+    since = None if stats.last_step_time is None else time.monotonic() - stats.last_step_time
+    if since is not None and since <= state.settings.health_stall_seconds:
+        return web.json_response({"status": "ok", "engine": "stepping", "last_step_s_ago": round(since, 3)})
+    return web.json_response({"status": "stalled", "last_step_s_ago": since}, status=503)
+
+
+async def ready(request: web.Request) -> web.Response:
+    lifecycle: Lifecycle = request.app["state"].lifecycle
+    return web.json_response({"status": lifecycle.state.value}, status=200 if lifecycle.ready else 503)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    state: ServerState = request.app["state"]
+    state.metrics.update_engine_state(state.engine.stats(), state.engine.runtime_limits)
+    return web.Response(body=state.metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def get_runtime_config(request: web.Request) -> web.Response:
+    state: ServerState = request.app["state"]
+    admin.check_bearer(request.headers.get("Authorization"), state.settings.admin_token_file)
+    return web.json_response(admin.config_body(state.engine.runtime_limits, state.engine.capacity))
+
+
+async def patch_runtime_config(request: web.Request) -> web.Response:
+    state: ServerState = request.app["state"]
+    admin.check_bearer(request.headers.get("Authorization"), state.settings.admin_token_file)
+    capacity = state.engine.capacity
+    changes = admin.parse_patch(await _json(request), capacity, state.settings.block_size)
+    try:
+        limits = state.engine.set_runtime_limits(**changes)
+    except ValueError as exc:  # the engine has the last word on its bounds
+        raise APIError(422, str(exc)) from exc
+    log.info("runtime limits now max_num_seqs=%d max_num_batched_tokens=%d",
+             limits.max_num_seqs, limits.max_num_batched_tokens)
+    return web.json_response(admin.config_body(limits, capacity))

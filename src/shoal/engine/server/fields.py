@@ -1,0 +1,106 @@
+"""Typed readers for fields of a JSON request body; each error names the field.
+
+Wrong JSON type -> 400; right type, value out of range -> 422 (see errors.py).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from shoal.engine.server.errors import bad_request, unprocessable
+
+_MISSING = object()
+
+
+def reject_unknown(body: dict, allowed: frozenset[str]) -> None:
+    for name in body:
+        if name not in allowed:
+            raise bad_request(f"Unrecognized request argument supplied: {name}", name)
+
+
+def required(body: dict, name: str) -> Any:
+    if body.get(name) is None:
+        raise bad_request(f"`{name}` is required.", name)
+    return body[name]
+
+
+def boolean(body: dict, name: str, default: bool) -> bool:
+    value = body.get(name)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise bad_request(f"`{name}` must be a boolean, got {type(value).__name__}.", name)
+    return value
+
+
+def integer(body: dict, name: str, default: int | None, lo: int | None = None, hi: int | None = None) -> int | None:
+    value = body.get(name)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise bad_request(f"`{name}` must be an integer, got {type(value).__name__}.", name)
+    _check_range(name, value, lo, hi)
+    return value
+
+
+def number(body: dict, name: str, default: float, lo: float | None = None, hi: float | None = None,
+           lo_open: bool = False) -> float:
+    value = body.get(name)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise bad_request(f"`{name}` must be a finite number, got {value!r}.", name)
+    if lo_open and lo is not None and value <= lo:
+        raise unprocessable(f"`{name}` must be > {lo}, got {value}.", name)
+    _check_range(name, value, lo, hi)
+    return float(value)
+
+
+def string(body: dict, name: str, default: str | None = None) -> str | None:
+    value = body.get(name)
+    if value is None:
+        return default
+    if not isinstance(value, str):
+        raise bad_request(f"`{name}` must be a string, got {type(value).__name__}.", name)
+    return value
+
+
+def stop_strings(body: dict, name: str = "stop", max_items: int = 16) -> list[str]:
+    value = body.get(name)
+    if value is None:
+        return []
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(s, str) for s in value):
+        raise bad_request(f"`{name}` must be a string or a list of strings.", name)
+    if len(value) > max_items:
+        raise unprocessable(f"`{name}` takes at most {max_items} strings, got {len(value)}.", name)
+    if any(s == "" for s in value):
+        raise unprocessable(f"`{name}` must not contain empty strings.", name)
+    return value
+
+
+def token_ids(value: Any, name: str, vocab_size: int | None) -> list[int]:
+    if not isinstance(value, list) or not all(isinstance(t, int) and not isinstance(t, bool) for t in value):
+        raise bad_request(f"`{name}` must be a list of integer token ids.", name)
+    if vocab_size is not None:
+        for t in value:
+            if not 0 <= t < vocab_size:
+                raise unprocessable(f"`{name}` holds token id {t}, outside the vocabulary [0, {vocab_size}).", name)
+    return value
+
+
+def only_default(body: dict, name: str, allowed: tuple, feature: str) -> None:
+    """Fields OpenAI defines but this server does not implement: accept only their neutral values."""
+    value = body.get(name, _MISSING)
+    if value is _MISSING or value is None or any(value == a and type(value) is type(a) for a in allowed):
+        return
+    raise bad_request(f"`{name}`={value!r} is not supported by this server ({feature}); omit it.", name)
+
+
+def _check_range(name: str, value: float, lo: float | None, hi: float | None) -> None:
+    if lo is not None and value < lo:
+        raise unprocessable(f"`{name}` must be >= {lo}, got {value}.", name)
+    if hi is not None and value > hi:
+        raise unprocessable(f"`{name}` must be <= {hi}, got {value}.", name)

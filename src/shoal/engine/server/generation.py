@@ -1,0 +1,166 @@
+"""Runs one OpenAI request through the engine: tokenize, fan out choices, stream or collect, record metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from shoal.engine.server import responses
+from shoal.engine.server.errors import unprocessable
+from shoal.engine.server.metrics import EngineMetrics
+from shoal.engine.server.protocol import GenerationRequest, resolve_max_tokens
+
+Emit = Callable[[bytes], Awaitable[None]]
+
+
+@dataclass
+class Choice:
+    index: int
+    request_id: str
+    prompt_ids: list[int]
+    params: object  # SamplingParams
+    echo_text: str = ""
+    text: str = ""
+    num_tokens: int = 0
+    finish_reason: str | None = None
+
+
+@dataclass
+class Prepared:
+    response_id: str
+    choices: list[Choice]
+    prompt_tokens: int
+
+
+class Generation:
+    def __init__(self, engine, sampling_params_cls, metrics: EngineMetrics, model_name: str, max_model_len: int):
+        self.engine = engine
+        self.tokenizer = engine.tokenizer
+        self.sampling_params_cls = sampling_params_cls
+        self.metrics = metrics
+        self.model_name = model_name
+        self.max_model_len = max_model_len
+        self.active: set[str] = set()  # engine request ids in flight, for aborting at the drain timeout
+
+    def prepare(self, req: GenerationRequest) -> Prepared:
+        """Tokenize and build every choice's SamplingParams; raises APIError (422) on what cannot run."""
+        prefix = "cmpl-" if req.kind == "completion" else "chatcmpl-"
+        response_id = prefix + uuid.uuid4().hex
+        if req.kind == "chat":
+            prompt_texts: list[str | list[int]] = [self.tokenizer.apply_chat_template(req.messages)]
+        else:
+            prompt_texts = req.prompts
+        choices, prompt_tokens = [], 0
+        for p, prompt in enumerate(prompt_texts):
+            ids = self.tokenizer.encode(prompt) if isinstance(prompt, str) else prompt
+            prompt_tokens += len(ids)
+            max_tokens = resolve_max_tokens(req.max_tokens, len(ids), self.max_model_len)
+            echo = (prompt if isinstance(prompt, str) else self.tokenizer.decode(ids)) if req.echo else ""
+            for j in range(req.n):
+                sampling = dict(req.sampling)
+                if sampling["seed"] is not None and req.n > 1:
+                    sampling["seed"] += j  # distinct but reproducible samples
+                try:
+                    params = self.sampling_params_cls(max_tokens=max_tokens, **sampling)
+                except ValueError as exc:
+                    raise unprocessable(str(exc)) from exc
+                index = p * req.n + j
+                choices.append(Choice(index, f"{response_id}-{index}", ids, params, echo_text=echo))
+        return Prepared(response_id, choices, prompt_tokens)
+
+    async def run_choice(self, choice: Choice, arrival: float, emit_text: Callable[[str], Awaitable[None]] | None):
+        """Drive one engine request to its end; `emit_text` gets each text delta (streaming) or is None."""
+        reason, first, last, out = "abort", None, None, None
+        self.active.add(choice.request_id)
+        try:
+            outputs = self.engine.generate(choice.request_id, choice.prompt_ids, choice.params)
+            async with contextlib.aclosing(outputs):
+                async for out in outputs:
+                    now = time.monotonic()
+                    if first is None:
+                        first = now
+                    elif out.new_token_ids:
+                        self.metrics.inter_token_latency.observe(now - last)
+                    last = now
+                    if emit_text is not None and out.new_text:
+                        await emit_text(out.new_text)
+                    if out.finished:
+                        reason = out.finish_reason or "stop"
+                        break
+        finally:
+            self.active.discard(choice.request_id)
+            if out is not None:
+                choice.text, choice.num_tokens = out.text, len(out.token_ids)
+            choice.finish_reason = reason
+            self.metrics.observe_request(
+                reason,
+                ttft_s=None if first is None else first - arrival,
+                e2e_s=time.monotonic() - arrival,
+                queue_s=_queue_time(out),
+            )
+
+    async def collect(self, prepared: Prepared, arrival: float) -> None:
+        async with asyncio.TaskGroup() as group:
+            for choice in prepared.choices:
+                group.create_task(self.run_choice(choice, arrival, None))
+
+    async def stream(self, req: GenerationRequest, prepared: Prepared, arrival: float, write: Emit) -> None:
+        encoder = responses.ChunkEncoder(req.kind, prepared.response_id, int(time.time()), self.model_name)
+        lock = asyncio.Lock()
+
+        async def write_locked(data: bytes) -> None:
+            async with lock:
+                await write(data)
+
+        # one choice writes straight through; several share the response under a lock
+        out = write if len(prepared.choices) == 1 else write_locked
+
+        async def one(choice: Choice) -> None:
+            index = choice.index
+            if req.kind == "chat":
+                await out(encoder.role(index))
+            if choice.echo_text:
+                await out(encoder.delta(index, choice.echo_text))
+
+            async def emit_text(text: str) -> None:
+                await out(encoder.delta(index, text))
+
+            await self.run_choice(choice, arrival, emit_text)
+            await out(encoder.finish(index, choice.finish_reason))
+
+        if len(prepared.choices) == 1:
+            await one(prepared.choices[0])
+        else:
+            async with asyncio.TaskGroup() as group:
+                for choice in prepared.choices:
+                    group.create_task(one(choice))
+        if req.include_usage:
+            await write(encoder.usage(prepared.prompt_tokens, sum(c.num_tokens for c in prepared.choices)))
+        await write(responses.DONE)
+
+    def body(self, req: GenerationRequest, prepared: Prepared) -> dict:
+        build = responses.completion_body if req.kind == "completion" else responses.chat_body
+        return build(
+            prepared.response_id, int(time.time()), self.model_name,
+            [(c.echo_text + c.text, c.finish_reason) for c in prepared.choices],
+            prepared.prompt_tokens, sum(c.num_tokens for c in prepared.choices),
+        )
+
+
+async def start_sse(request: web.Request) -> web.StreamResponse:
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+    await response.prepare(request)
+    return response
+
+
+def _queue_time(out) -> float | None:
+    metrics = getattr(out, "metrics", None)
+    if metrics is None or metrics.first_scheduled_time is None or metrics.arrival_time is None:
+        return None
+    return metrics.first_scheduled_time - metrics.arrival_time
