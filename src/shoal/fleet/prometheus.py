@@ -107,6 +107,7 @@ class PrometheusServer:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # Ctrl-C in the terminal goes to the fleet, which stops this cleanly
+            preexec_fn=_die_with_parent,
         )
         log.close()
         await _wait_ready(f"{self.url}/-/ready", self._process, timeout_s, self.workdir / "prometheus.log")
@@ -134,6 +135,12 @@ class PrometheusServer:
     @property
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
+
+
+def _die_with_parent() -> None:
+    from shoal.fleet.replica import child_setup
+
+    child_setup()
 
 
 async def _wait_ready(url: str, process: subprocess.Popen, timeout_s: float, log_path: Path) -> None:

@@ -75,7 +75,7 @@ class LocalReplica:
             cwd=self.placement.pod_dir,
             # Its own session: Ctrl-C reaches the fleet only, which then drains replicas in order.
             start_new_session=True,
-            preexec_fn=(lambda: os.sched_setaffinity(0, cores)) if hasattr(os, "sched_setaffinity") else None,
+            preexec_fn=lambda: child_setup(cores),
         )
         log.close()
         self.state.phase = "Running"
@@ -93,10 +93,10 @@ class LocalReplica:
             self._process.send_signal(signal.SIGTERM)
 
     def poll(self) -> str:
-        """Advance the process state; returns 'running', 'exited' (drained and gone) or 'crashed'."""
+        """Advance the process state: 'running', 'exited' (drained and gone), 'crashed' (just now) or 'backoff'."""
         p = self._process
         if p is None:
-            return "exited" if self.state.draining else "crashed"
+            return "exited" if self.state.draining else "backoff"
         code = p.poll()
         if code is None:
             if self.state.draining and self._drain_deadline and time.monotonic() > self._drain_deadline:
@@ -141,6 +141,18 @@ class LocalReplica:
         if self._process and self._process.poll() is None:
             self._process.kill()
             self._process.wait()
+
+
+def child_setup(cores: set[int] | None = None) -> None:
+    """In the child before exec: pin it to its cores, and have it die with the fleet if the fleet is killed."""
+    if cores and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, cores)
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: Ctrl-C still stops everything; only a SIGKILLed fleet would leave children
 
 
 def free_port(host: str = "127.0.0.1", preferred: int | None = None) -> int:
