@@ -19,7 +19,8 @@ _SAMPLING = frozenset({
     "presence_penalty", "frequency_penalty", "logit_bias", "user",
     "top_k", "ignore_eos", "stop_token_ids",  # extensions, as vLLM spells them
 })
-COMPLETION_FIELDS = _SAMPLING | {"prompt", "suffix", "echo", "logprobs", "best_of"}
+# max_completion_tokens on completions: benchmark clients (guidellm) send it beside max_tokens
+COMPLETION_FIELDS = _SAMPLING | {"prompt", "suffix", "echo", "logprobs", "best_of", "max_completion_tokens"}
 CHAT_FIELDS = _SAMPLING | {
     "messages", "max_completion_tokens", "logprobs", "top_logprobs", "response_format", "tools", "tool_choice",
     "parallel_tool_calls", "store", "metadata",
@@ -61,7 +62,8 @@ def parse_completion(body: object, served: str, vocab_size: int | None = None) -
     f.only_default(body, "suffix", ("",), "no fill-in-the-middle")
     f.only_default(body, "logprobs", (0,), "no logprobs")
     f.only_default(body, "best_of", (1,), "no best_of")
-    common = _common(body, max_tokens=f.integer(body, "max_tokens", 16, lo=1))
+    max_tokens = f.integer(body, "max_completion_tokens", None, lo=1)
+    common = _common(body, max_tokens=max_tokens or f.integer(body, "max_tokens", 16, lo=1))
     return GenerationRequest(
         kind="completion",
         prompts=_prompts(f.required(body, "prompt"), vocab_size),
