@@ -1,0 +1,250 @@
+"""The HTTP face of the emulator: a kmock handler whose Kubernetes routes are served from indexed storage.
+
+kmock provides the HTTP server and its reaction DSL (tests can still inject faults such as
+`api['get /api/v1/namespaces/x/configmaps'] << 500`); storage, routing, watches and discovery are
+replaced here because kmock 0.8 scans every object and every past request on each call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp.web
+import attrs
+import kmock
+from kmock._internal import rendering
+
+from shoal.fleet.apiserver import discovery, errors, selectors, tables
+from shoal.fleet.apiserver.api import ObjectApi
+from shoal.fleet.apiserver.resources import Registry, ResourceType
+from shoal.fleet.apiserver.store import Store, Watcher
+
+JSON = "application/json"
+
+
+@dataclass(frozen=True)
+class Route:
+    rt: ResourceType
+    namespace: str | None
+    name: str | None
+    subresource: str | None
+
+
+def _dumps(payload: Any) -> bytes:
+    return json.dumps(payload, separators=(",", ":")).encode()
+
+
+def _respond(payload: Any, status: int = 200) -> aiohttp.web.Response:
+    return aiohttp.web.Response(body=_dumps(payload), status=status, content_type=JSON)
+
+
+@attrs.define(kw_only=True)
+class KubernetesApi(kmock.RawHandler):
+    """A Kubernetes API server good enough for kopf and kubectl, fast at thousands of objects."""
+
+    store: Store = attrs.field(factory=Store)
+    registry: Registry = attrs.field(factory=Registry)
+    api: ObjectApi = attrs.field(init=False)
+    requests_served: int = attrs.field(default=0, init=False)
+    busy_seconds: float = attrs.field(default=0.0, init=False)  # handler time, excluding open watches
+
+    def __attrs_post_init__(self) -> None:
+        self.api = ObjectApi(self.store, self.registry)
+
+    async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+        if self._payloads:  # reactions a test added through kmock's DSL take precedence
+            await raw_request.read()
+            request = await rendering.Request._parse(raw_request, id=len(self._requests))
+            self._requests.append(request)
+            try:
+                return await super()._handle(request)
+            except NotImplementedError:
+                pass  # no reaction matched: serve it as the API server
+        started = time.perf_counter()
+        self.requests_served += 1
+        try:
+            return await self._serve(raw_request)
+        except errors.ApiError as exc:
+            return _respond(exc.status(), exc.code)
+        finally:
+            self.busy_seconds += time.perf_counter() - started
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        self.store.close_watchers()
+        await super().__aexit__(*exc_info)
+
+    # -- routing ------------------------------------------------------------------------------------------
+    async def _serve(self, request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+        parts = [p for p in request.path.split("/") if p]
+        method = request.method
+        if method == "GET":
+            static = self._static(request, parts)
+            if static is not None:
+                return static
+        route = self._route(parts)
+        if route is None:
+            raise errors.ApiError(404, "NotFound", f"the server could not find the requested resource ({request.path})")
+        query = request.query
+        if route.subresource == "scale":
+            return await self._serve_scale(request, route)
+        if route.subresource not in (None, "status") or (route.subresource == "status" and not route.rt.status):
+            raise errors.ApiError(404, "NotFound", f"the server could not find the requested resource ({request.path})")
+        if query.get("dryRun"):
+            raise errors.ApiError(400, "BadRequest", "dryRun is not supported by the emulator")
+        strict = query.get("fieldValidation") == "Strict"
+        rt, ns, name = route.rt, route.namespace, route.name
+        if method == "GET" and query.get("watch") in ("true", "1"):
+            return await self._serve_watch(request, route)
+        if method == "GET" and name is None:
+            items = self.api.list(rt, ns, query.get("labelSelector"), query.get("fieldSelector"))
+            return self._render_list(request, rt, items)
+        if method == "GET":
+            obj = self.api.get(rt, ns, name)
+            if "as=Table" in request.headers.get("Accept", ""):
+                return _respond(tables.render_table(rt, [obj], obj["metadata"]["resourceVersion"]))
+            return _respond(obj)
+        body = await self._body(request)
+        if method == "POST" and name is None:
+            return _respond(self.api.create(rt, ns, body, strict=strict), 201)
+        if method == "PUT" and name is not None:
+            return _respond(self.api.replace(rt, ns, name, body, route.subresource, strict=strict))
+        if method == "PATCH" and name is not None:
+            content_type = request.headers.get("Content-Type", JSON)
+            return _respond(self.api.patch(rt, ns, name, content_type, body, route.subresource, strict=strict))
+        if method == "DELETE" and name is not None:
+            propagation = (body or {}).get("propagationPolicy") or query.get("propagationPolicy")
+            return _respond(self.api.delete(rt, ns, name, propagation))
+        if method == "DELETE":
+            for obj in self.api.list(rt, ns, query.get("labelSelector"), query.get("fieldSelector")):
+                self.api.delete(rt, obj["metadata"].get("namespace"), obj["metadata"]["name"])
+            return _respond({"kind": "Status", "apiVersion": "v1", "status": "Success", "metadata": {}})
+        raise errors.ApiError(405, "MethodNotAllowed", f"{method} is not allowed on {request.path}")
+
+    def _static(self, request: aiohttp.web.BaseRequest, parts: list[str]) -> aiohttp.web.Response | None:
+        host = request.host or "127.0.0.1"
+        if not parts:
+            return _respond(discovery.root_paths(self.registry))
+        if parts == ["version"]:
+            return _respond(discovery.VERSION_INFO)
+        if parts[0] in ("healthz", "livez", "readyz"):
+            return aiohttp.web.Response(text="ok")
+        if parts == ["api"]:
+            return _respond(discovery.api_versions(host))
+        if parts == ["api", "v1"]:
+            return _respond(discovery.resource_list(self.registry, "", "v1"))
+        if parts == ["apis"]:
+            return _respond(discovery.group_list(self.registry))
+        if parts[0] == "openapi":
+            raise errors.ApiError(404, "NotFound", "OpenAPI documents are not served; use --validate=false")
+        if parts[0] == "apis" and len(parts) in (2, 3):
+            doc = (discovery.group(self.registry, parts[1]) if len(parts) == 2
+                   else discovery.resource_list(self.registry, parts[1], parts[2]))
+            if doc is None:
+                raise errors.ApiError(404, "NotFound", f"the server could not find the requested resource")
+            return _respond(doc)
+        return None
+
+    def _route(self, parts: list[str]) -> Route | None:
+        if len(parts) >= 3 and parts[0] == "api":
+            group, version, rest = "", parts[1], parts[2:]
+        elif len(parts) >= 4 and parts[0] == "apis":
+            group, version, rest = parts[1], parts[2], parts[3:]
+        else:
+            return None
+        namespace = None
+        if rest[0] == "namespaces" and len(rest) >= 3 and not (group == "" and rest[2] in ("status", "finalize")):
+            namespace, rest = rest[1], rest[2:]
+        rt = self.registry.get(group, version, rest[0])
+        if rt is None or len(rest) > 3:
+            return None
+        if namespace is not None and not rt.namespaced:
+            return None
+        name = rest[1] if len(rest) > 1 else None
+        subresource = rest[2] if len(rest) > 2 else None
+        return Route(rt, namespace, name, subresource)
+
+    async def _body(self, request: aiohttp.web.BaseRequest) -> Any:
+        if "protobuf" in request.headers.get("Content-Type", "") or "cbor" in request.headers.get("Content-Type", ""):
+            raise errors.ApiError(415, "UnsupportedMediaType", "only JSON bodies are served by the emulator")
+        raw = await request.read()
+        if not raw:
+            return {}
+        try:
+            return json.loads(raw)
+        except ValueError as exc:
+            raise errors.ApiError(400, "BadRequest", f"the request body is not valid JSON: {exc}") from exc
+
+    def _render_list(self, request: aiohttp.web.BaseRequest, rt: ResourceType,
+                     items: list[dict[str, Any]]) -> aiohttp.web.Response:
+        rv = str(self.store.resource_version)
+        if "as=Table" in request.headers.get("Accept", ""):
+            return _respond(tables.render_table(rt, items, rv))
+        return _respond({"kind": f"{rt.kind}List", "apiVersion": rt.group_version,
+                         "metadata": {"resourceVersion": rv}, "items": items})
+
+    # -- scale --------------------------------------------------------------------------------------------
+    async def _serve_scale(self, request: aiohttp.web.BaseRequest, route: Route) -> aiohttp.web.Response:
+        if route.name is None:
+            raise errors.ApiError(404, "NotFound", "the scale subresource needs an object name")
+        if request.method == "GET":
+            return _respond(self.api.get_scale(route.rt, route.namespace, route.name))
+        body = await self._body(request)
+        content_type = request.headers.get("Content-Type", JSON) if request.method == "PATCH" else None
+        if request.method not in ("PATCH", "PUT"):
+            raise errors.ApiError(405, "MethodNotAllowed", f"{request.method} is not allowed on scale")
+        return _respond(self.api.write_scale(route.rt, route.namespace, route.name, content_type, body))
+
+    # -- watch --------------------------------------------------------------------------------------------
+    async def _serve_watch(self, request: aiohttp.web.BaseRequest, route: Route) -> aiohttp.web.StreamResponse:
+        query = request.query
+        fields = selectors.parse_field_selector(query.get("fieldSelector"))
+        if route.name is not None:
+            fields += (("metadata.name", "=", route.name),)
+        watcher = Watcher(route.namespace if route.rt.namespaced else None,
+                          selectors.parse_label_selector(query.get("labelSelector")), fields)
+        since_text = query.get("resourceVersion") or ""
+        since = int(since_text) if since_text.isdigit() and since_text != "0" else None
+        initial = [] if since is not None else self.store.list(route.rt.key, watcher.namespace,
+                                                               watcher.labels, watcher.fields)
+        backlog = self.store.subscribe(route.rt.key, watcher, since)
+        response = aiohttp.web.StreamResponse(status=200, headers={"Content-Type": JSON,
+                                                                   "Cache-Control": "no-cache, private"})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        timeout = float(query["timeoutSeconds"]) if query.get("timeoutSeconds", "").isdigit() else None
+        deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
+        try:
+            if backlog is None:
+                gone = errors.ApiError(410, "Expired", f"too old resource version: {since}")
+                await response.write(_dumps({"type": "ERROR", "object": gone.status()}) + b"\n")
+                return response
+            for obj in initial:
+                await response.write(_dumps({"type": "ADDED", "object": obj}) + b"\n")
+            for event in backlog:
+                await response.write(event.line())
+            while True:
+                remaining = None if deadline is None else deadline - asyncio.get_running_loop().time()
+                if remaining is not None and remaining <= 0:
+                    break
+                try:
+                    event = await asyncio.wait_for(watcher.queue.get(), remaining)
+                except asyncio.TimeoutError:
+                    break
+                if event is None:
+                    break
+                chunk = [event.line()]
+                while not watcher.queue.empty():  # drain bursts into one write
+                    more = watcher.queue.get_nowait()
+                    if more is None:
+                        break
+                    chunk.append(more.line())
+                await response.write(b"".join(chunk))
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            self.store.unsubscribe(route.rt.key, watcher)
+        return response

@@ -1,0 +1,75 @@
+"""Server-side `Table` rendering, so `kubectl get` shows a CRD's additionalPrinterColumns (pure)."""
+
+from __future__ import annotations
+
+import datetime
+import re
+from typing import Any
+
+from shoal.fleet.apiserver.resources import ResourceType
+
+_FILTER = re.compile(r'^\[\?\(@\.([\w.]+)\s*==\s*["\']([^"\']*)["\']\)\]')
+_PART = re.compile(r"^\.([\w-]+)")
+_INDEX = re.compile(r"^\[(\d+)\]")
+
+
+def jsonpath(obj: Any, path: str) -> Any:
+    """The subset kubectl's printer columns use: `.a.b`, `[0]`, `[?(@.type=="Ready")]`."""
+    nodes = [obj]
+    rest = path.strip()
+    while rest and nodes:
+        if (match := _PART.match(rest)):
+            nodes = [n[match.group(1)] for n in nodes if isinstance(n, dict) and match.group(1) in n]
+        elif (match := _INDEX.match(rest)):
+            idx = int(match.group(1))
+            nodes = [n[idx] for n in nodes if isinstance(n, list) and len(n) > idx]
+        elif (match := _FILTER.match(rest)):
+            key, value = match.groups()
+            nodes = [item for n in nodes if isinstance(n, list) for item in n
+                     if isinstance(item, dict) and str(jsonpath(item, "." + key)) == value]
+        else:
+            return None
+        rest = rest[match.end():]
+    return nodes[0] if nodes else None
+
+
+def human_age(timestamp: str | None, now: datetime.datetime | None = None) -> str:
+    if not timestamp:
+        return "<unknown>"
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    then = datetime.datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc)
+    seconds = max(0, int((now - then).total_seconds()))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size * 2 or (unit == "m" and seconds >= 120):
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def _cell(value: Any, kind: str) -> Any:
+    if value is None:
+        return None
+    if kind == "date":
+        return human_age(value)
+    return value
+
+
+def render_table(rt: ResourceType, objects: list[dict[str, Any]], resource_version: str) -> dict[str, Any]:
+    columns = [{"name": "Name", "type": "string", "format": "name", "description": "Name of the object"}]
+    paths: list[tuple[str, str]] = []
+    for column in rt.printer_columns:
+        columns.append({"name": column["name"], "type": column.get("type", "string"),
+                        "format": column.get("format", ""), "description": column.get("description", ""),
+                        "priority": column.get("priority", 0)})
+        paths.append((column["jsonPath"], column.get("type", "string")))
+    if not any(c["jsonPath"] == ".metadata.creationTimestamp" for c in rt.printer_columns):
+        columns.append({"name": "Age", "type": "date", "format": "", "description": "Age"})
+        paths.append((".metadata.creationTimestamp", "date"))
+    rows = []
+    for obj in objects:
+        meta = obj["metadata"]
+        rows.append({
+            "cells": [meta["name"]] + [_cell(jsonpath(obj, p), kind) for p, kind in paths],
+            "object": {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": meta},
+        })
+    return {"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": {"resourceVersion": resource_version},
+            "columnDefinitions": columns, "rows": rows}

@@ -1,0 +1,84 @@
+"""kubectl, as a user would run it, against the emulator running as `shoal apiserver`."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from shoal.fleet.apiserver.process import start_apiserver
+
+REPO = Path(__file__).resolve().parents[2]
+CRD = REPO / "crds" / "inferenceservice.yaml"
+
+
+def find_kubectl() -> str:
+    found = shutil.which("kubectl") or (str(REPO / ".tools" / "kubectl") if (REPO / ".tools" / "kubectl").exists() else None)
+    if found is None:
+        raise RuntimeError("kubectl is needed by these tests: put it on PATH or at .tools/kubectl")
+    return found
+
+
+@pytest.fixture(scope="module")
+def kubectl(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("kubectl")
+    with start_apiserver(workdir, crds=(CRD,)) as api:
+        binary = find_kubectl()
+        env = dict(os.environ, KUBECONFIG=str(api.kubeconfig), HOME=str(workdir))
+
+        def run(*args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
+            result = subprocess.run([binary, *args], env=env, input=input, capture_output=True, text=True,
+                                    timeout=60)
+            if check and result.returncode != 0:
+                raise AssertionError(f"kubectl {' '.join(args)} failed: {result.stderr}")
+            return result
+
+        yield run
+
+
+ISVC = """
+apiVersion: shoal.dev/v1alpha1
+kind: InferenceService
+metadata: {name: chat}
+spec:
+  model: {name: smollm2, uri: pvc://models/smollm2}
+  replicas: REPLICAS
+"""
+
+
+def test_apply_get_scale_wait_delete(kubectl):
+    assert "created" in kubectl("apply", "--validate=false", "-f", "-", input=ISVC.replace("REPLICAS", "2")).stdout
+    table = kubectl("get", "shoal").stdout.splitlines()
+    assert table[0].split() == ["NAME", "READY", "REPLICAS", "TTFT-P95", "ITL-P95", "MAX-SEQS", "AGE"]
+    assert table[1].split()[0] == "chat"
+    assert "configured" in kubectl("apply", "--validate=false", "-f", "-", input=ISVC.replace("REPLICAS", "3")).stdout
+    obj = json.loads(kubectl("get", "inferenceservice", "chat", "-o", "json").stdout)
+    assert obj["spec"]["replicas"] == 3 and obj["metadata"]["generation"] == 2
+    assert obj["spec"]["engine"]["maxNumSeqs"] == 256  # defaulted from the CRD schema
+    kubectl("scale", "inferenceservice", "chat", "--replicas=5")
+    assert kubectl("get", "shoal", "chat", "-o", "jsonpath={.spec.replicas}").stdout == "5"
+    kubectl("delete", "shoal", "chat", "--wait=true")
+    assert "NotFound" in kubectl("get", "shoal", "chat", check=False).stderr
+
+
+def test_invalid_spec_is_rejected_with_the_field_named(kubectl):
+    bad = ISVC.replace("REPLICAS", "1") + "  autoscaling: {minReplicas: 4, maxReplicas: 2}\n"
+    result = kubectl("apply", "--validate=false", "-f", "-", input=bad, check=False)
+    assert result.returncode != 0 and "spec.autoscaling.minReplicas" in result.stderr
+
+
+def test_wait_for_a_condition_and_deployment_scale(kubectl):
+    deploy = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+              "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}},
+                       "template": {"metadata": {"labels": {"app": "web"}},
+                                    "spec": {"containers": [{"name": "c", "image": "x"}]}}}}
+    kubectl("apply", "--validate=false", "-f", "-", input=json.dumps(deploy))
+    kubectl("scale", "deployment", "web", "--replicas=3")
+    assert kubectl("get", "deploy", "web", "-o", "jsonpath={.spec.replicas}").stdout == "3"
+    kubectl("wait", "--for=condition=established", "crd/inferenceservices.shoal.dev", "--timeout=10s")
+    kubectl("delete", "-f", "-", input=json.dumps(deploy))
+    assert kubectl("get", "deploy", "-o", "name").stdout.strip() == ""
