@@ -1,0 +1,145 @@
+"""Paged prefill / extend attention: packed variable-length queries over a cached prefix, causal.
+
+The new tokens' K/V are already in the cache (write_kv runs first), so every key is read
+through the block table. Query i of sequence b sits at position context_lens[b] - q_len_b + i
+and sees keys 0..that position.
+
+The grid is one program per (query tile, query head). Tiles of all sequences are numbered
+consecutively; a program finds its sequence by binary search over the tile offsets, which are
+computed on the device, so the launch needs no host sync and only host-known sizes.
+"""
+
+import math
+
+import torch
+import triton
+import triton.language as tl
+
+from .decode_attention import LOG2E
+
+
+@triton.jit
+def _prefill_kernel(
+    Q, K, V, BlockTables, CuSeqlensQ, Lens, TileStarts, Out,
+    scale_log2, num_seqs,
+    stride_qt, stride_qh,
+    stride_kb, stride_ks, stride_kh,
+    stride_vb, stride_vs, stride_vh,
+    stride_bt,
+    stride_ot, stride_oh,
+    GROUP: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, PAGE: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, SEARCH_STEPS: tl.constexpr,
+):
+    tile = tl.program_id(0)
+    h = tl.program_id(1)
+    kvh = h // GROUP
+
+    # Largest b with TileStarts[b] <= tile: empty sequences share their start with the next one.
+    lo = tile * 0
+    hi = lo + num_seqs - 1
+    for _ in range(SEARCH_STEPS):
+        mid = (lo + hi + 1) // 2
+        go = tl.load(TileStarts + mid) <= tile
+        lo = tl.where(go, mid, lo)
+        hi = tl.where(go, hi, mid - 1)
+    b = lo
+    valid = tile < tl.load(TileStarts + num_seqs)
+
+    q_start = tl.load(CuSeqlensQ + b)
+    q_len = tl.load(CuSeqlensQ + b + 1) - q_start
+    q_len = tl.where(valid, q_len, 0)
+    kv_len = tl.load(Lens + b)
+    prefix = kv_len - q_len
+    m_start = (tile - tl.load(TileStarts + b)) * BLOCK_M
+
+    offs_m = m_start + tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, BLOCK_D)
+    mask_m = offs_m < q_len
+    mask_d = offs_d < HEAD_DIM
+    rows = (q_start + offs_m).to(tl.int64)
+    q = tl.load(Q + rows[:, None] * stride_qt + h * stride_qh + offs_d[None, :],
+                mask=mask_m[:, None] & mask_d[None, :], other=0.0)
+    pos = prefix + offs_m
+
+    m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
+    l_i = tl.zeros([BLOCK_M], tl.float32)
+    acc = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
+    kv_end = tl.where(valid, tl.minimum(kv_len, prefix + m_start + BLOCK_M), 0)
+    bt_row = BlockTables + b.to(tl.int64) * stride_bt
+    for n0 in range(0, kv_end, BLOCK_N):
+        offs_n = n0 + tl.arange(0, BLOCK_N)
+        mask_n = offs_n < kv_end
+        page = tl.load(bt_row + offs_n // PAGE, mask=mask_n, other=0).to(tl.int64)
+        in_page = offs_n % PAGE
+        kv_mask = mask_n[:, None] & mask_d[None, :]
+        k = tl.load(K + page[:, None] * stride_kb + in_page[:, None] * stride_ks
+                    + kvh * stride_kh + offs_d[None, :], mask=kv_mask, other=0.0)
+        v = tl.load(V + page[:, None] * stride_vb + in_page[:, None] * stride_vs
+                    + kvh * stride_vh + offs_d[None, :], mask=kv_mask, other=0.0)
+        qk = tl.dot(q, tl.trans(k)) * scale_log2
+        keep = mask_n[None, :] & (offs_n[None, :] <= pos[:, None])
+        qk = tl.where(keep, qk, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(qk, 1))  # finite: key 0 is visible to every row
+        alpha = tl.exp2(m_i - m_new)
+        p = tl.exp2(qk - m_new[:, None])
+        l_i = l_i * alpha + tl.sum(p, 1)
+        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
+        m_i = m_new
+
+    out = acc / tl.where(l_i > 0, l_i, 1.0)[:, None]
+    tl.store(Out + rows[:, None] * stride_ot + h * stride_oh + offs_d[None, :],
+             out.to(Out.dtype.element_ty), mask=mask_m[:, None] & mask_d[None, :])
+
+
+def paged_prefill_attention(q, k_cache, v_cache, block_tables, cu_seqlens_q, context_lens, scale, *,
+                            block_m=64, block_n=64, num_warps=4, num_stages=2, out=None):
+    """q [T,Hq,D] packed; cu_seqlens_q [B+1] int32; context_lens [B] int32 (kv length incl. the
+    new tokens). Returns [T,Hq,D]."""
+    total, num_q_heads, head_dim = q.shape
+    num_kv_heads, page = k_cache.shape[2], k_cache.shape[1]
+    if num_q_heads % num_kv_heads:
+        raise ValueError(f"q heads ({num_q_heads}) must be a multiple of KV heads ({num_kv_heads})")
+    num_seqs = cu_seqlens_q.shape[0] - 1
+    out = torch.empty_like(q) if out is None else out
+    if total == 0 or num_seqs == 0:
+        return out
+    q_lens = cu_seqlens_q[1:] - cu_seqlens_q[:-1]
+    tile_starts = torch.zeros(num_seqs + 1, dtype=torch.int32, device=q.device)
+    tile_starts[1:] = torch.cumsum((q_lens + block_m - 1) // block_m, 0)
+    max_tiles = triton.cdiv(total, block_m) + num_seqs  # host-known bound: no sync on the lengths
+    _prefill_kernel[(max_tiles, num_q_heads)](
+        q, k_cache, v_cache, block_tables, cu_seqlens_q, context_lens, tile_starts, out,
+        scale * LOG2E, num_seqs,
+        q.stride(0), q.stride(1),
+        k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
+        v_cache.stride(0), v_cache.stride(1), v_cache.stride(2),
+        block_tables.stride(0),
+        out.stride(0), out.stride(1),
+        GROUP=num_q_heads // num_kv_heads, HEAD_DIM=head_dim, BLOCK_D=max(16, triton.next_power_of_2(head_dim)),
+        PAGE=page, BLOCK_M=block_m, BLOCK_N=block_n,
+        SEARCH_STEPS=max(1, math.ceil(math.log2(num_seqs + 1))),
+        num_warps=num_warps, num_stages=num_stages,
+    )
+    return out
+
+
+def paged_prefill_attention_ref(q, k_cache, v_cache, block_tables, cu_seqlens_q, context_lens, scale):
+    """PyTorch reference in float32, one sequence at a time."""
+    num_q_heads, head_dim = q.shape[1], q.shape[2]
+    page, num_kv_heads = k_cache.shape[1], k_cache.shape[2]
+    group = num_q_heads // num_kv_heads
+    out = torch.zeros(q.shape, dtype=torch.float32, device=q.device)
+    for b in range(cu_seqlens_q.shape[0] - 1):
+        s, e = int(cu_seqlens_q[b]), int(cu_seqlens_q[b + 1])
+        n = int(context_lens[b])
+        if e == s:
+            continue
+        pages = block_tables[b, : (n + page - 1) // page].long()
+        k = k_cache[pages].reshape(-1, num_kv_heads, head_dim)[:n].float().repeat_interleave(group, 1)
+        v = v_cache[pages].reshape(-1, num_kv_heads, head_dim)[:n].float().repeat_interleave(group, 1)
+        scores = torch.einsum("qhd,nhd->hqn", q[s:e].float(), k) * scale
+        pos = torch.arange(n - (e - s), n, device=q.device)
+        causal = torch.arange(n, device=q.device)[None, :] <= pos[:, None]
+        scores = scores.masked_fill(~causal, float("-inf"))
+        out[s:e] = torch.einsum("hqn,nhd->qhd", scores.softmax(-1), v)
+    return out.to(q.dtype)
