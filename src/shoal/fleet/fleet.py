@@ -12,6 +12,7 @@ Debian package), and one `shoal serve` per pod. Stopping drains the pods, then s
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import shutil
@@ -47,6 +48,7 @@ class FleetSettings:
     model_dir: Path | None = None  # None: shoal.engine.model_prepare.prepare("smollm2")
     crds: tuple[Path, ...] = (REPO_ROOT / "crds" / "inferenceservice.yaml",)
     keep_workdir: bool = False
+    serve_prefix: tuple[str, ...] = ()  # the engine command for pods; default `python -m shoal serve`
 
     def __post_init__(self) -> None:
         if self.cores_per_replica < 1:
@@ -100,11 +102,17 @@ class LocalFleet:
         self.prometheus = PrometheusServer(self.workdir / "prometheus", free_port(),
                                            PrometheusSettings(scrape_interval_s=s.scrape_interval_s))
         await self.prometheus.start()
-        self.kubelet = Kubelet(self._kube, self.workdir, model_dir, self.slots, on_targets=self.prometheus.set_targets)
+        self.kubelet = Kubelet(self._kube, self.workdir, model_dir, self.slots, on_targets=self.prometheus.set_targets,
+                               serve_prefix=s.serve_prefix)
         self._tasks.append(asyncio.create_task(self.kubelet.run(self._stop), name="kubelet"))
         self._tasks.append(asyncio.create_task(self._sync_services(), name="services"))
         if s.operator:
             self.start_operator()
+        # What another process (the e2e tests, a shell) needs to find this fleet.
+        (self.workdir / "fleet.json").write_text(json.dumps({
+            "kubeconfig": str(self.kubeconfig), "prometheus_url": self.prometheus.url, "workdir": str(self.workdir),
+            "pid": os.getpid(), "replica_slots": [list(x) for x in self.slots.slots],
+        }, indent=1))
 
     async def stop(self) -> None:
         self._stop.set()

@@ -75,13 +75,14 @@ class TrackedPod:
 
 class Kubelet:
     def __init__(self, kube: KubeClient, workdir: Path, model_dir: Path, slots: CoreSlots,
-                 on_targets=None, sync_interval_s: float = 0.5) -> None:
+                 on_targets=None, sync_interval_s: float = 0.5, serve_prefix: tuple[str, ...] = ()) -> None:
         self.kube = kube
         self.workdir = workdir
         self.model_dir = model_dir
         self.slots = slots
         self.on_targets = on_targets  # called with [ScrapeTarget] whenever pods come or go
         self.sync_interval_s = sync_interval_s
+        self.serve_prefix = serve_prefix  # the engine command; default `python -m shoal serve`
         self.pods: dict[tuple[str, str], TrackedPod] = {}
         self.addresses = LoopbackAddresses()
         self._seq = 0
@@ -157,7 +158,7 @@ class Kubelet:
             configmaps, secrets_ = await self._mounted_objects(namespace, spec)
             pod = build_pod(deployment, want, secrets.token_hex(3)[:5])
             placement = self._placement(pod.namespace, pod.name, spec, self.slots.slots[slot])
-            command = build_command(spec, configmaps, secrets_, placement)
+            command = build_command(spec, configmaps, secrets_, placement, self.serve_prefix)
         except PodSpecError as e:
             self._event(f"{namespace}/{deployment['metadata']['name']}: waiting: {e}")
             return False

@@ -121,7 +121,7 @@ class LoadGenerator:
                         continue
                     data = line[5:].strip()
                     if data == b"[DONE]":
-                        break
+                        continue  # read to the end so the connection is released cleanly
                     chunk = json.loads(data)
                     if "error" in chunk:
                         record.error = str(chunk["error"])[:200]

@@ -56,13 +56,14 @@ def build_command(
     configmaps: dict[str, dict[str, str]],
     secrets: dict[str, dict[str, str]],
     placement: Placement,
+    serve_prefix: tuple[str, ...] = (),
 ) -> LocalCommand:
     container = engine_container(pod_spec)
     mounts, files, dirs = _materialize_volumes(pod_spec, container, configmaps, secrets, placement.pod_dir)
 
     args = _command_args(container) + [str(a) for a in container.get("args") or []]
     args = _strip_flags([_remap(a, mounts) for a in args], LOCAL_FLAGS)
-    argv = [sys.executable, "-m", "shoal", "serve", *args]
+    argv = [*(serve_prefix or (sys.executable, "-m", "shoal", "serve")), *args]
     argv += ["--model", str(placement.model_dir), "--device", "cpu", "--dtype", "float32"]
     argv += ["--host", placement.host, "--port", str(placement.port)]
 

@@ -100,7 +100,10 @@ class ServiceProxy:
             if key.lower() not in HOP_HEADERS:
                 response.headers[key] = value
         await response.prepare(request)
-        async for chunk in upstream.content.iter_any():
-            await response.write(chunk)
-        await response.write_eof()
+        try:
+            async for chunk in upstream.content.iter_any():
+                await response.write(chunk)
+            await response.write_eof()
+        except ConnectionResetError:
+            pass  # the client went away: leaving the upstream context closes that request too (the engine aborts it)
         return response
