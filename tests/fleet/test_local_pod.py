@@ -74,3 +74,12 @@ def test_missing_configmap_is_named(tmp_path):
 def test_threads_follow_cores(tmp_path):
     p = Placement(pod_dir=tmp_path, host="127.0.0.1", port=1, cores=(0, 1, 2), model_dir=Path("/m"))
     assert build_command({"containers": [{"name": "engine"}]}, {}, {}, p).env["OMP_NUM_THREADS"] == "3"
+
+
+def test_operator_style_command_split(tmp_path):
+    """The operator's pods say command ["shoal"], args ["serve", ...]: `serve` must not be doubled."""
+    spec = {"containers": [{"name": "engine", "command": ["shoal"], "args": ["serve", "--max-num-seqs", "16", "--host", "0.0.0.0"]}]}
+    cmd = build_command(spec, {}, {}, placement(tmp_path))
+    assert cmd.argv[:4] == [sys.executable, "-m", "shoal", "serve"]
+    assert cmd.argv[4:6] == ["--max-num-seqs", "16"] and cmd.argv.count("serve") == 1
+    assert cmd.argv[cmd.argv.index("--host") + 1] == "127.0.0.1"

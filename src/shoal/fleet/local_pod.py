@@ -61,7 +61,7 @@ def build_command(
     container = engine_container(pod_spec)
     mounts, files, dirs = _materialize_volumes(pod_spec, container, configmaps, secrets, placement.pod_dir)
 
-    args = _command_args(container) + [str(a) for a in container.get("args") or []]
+    args = _serve_args(container)
     args = _strip_flags([_remap(a, mounts) for a in args], LOCAL_FLAGS)
     argv = [*(serve_prefix or (sys.executable, "-m", "shoal", "serve")), *args]
     argv += ["--model", str(placement.model_dir), "--device", "cpu", "--dtype", "float32"]
@@ -80,10 +80,12 @@ def build_command(
     return LocalCommand(argv=argv, env=env, files=files, dirs=tuple(dirs))
 
 
-def _command_args(container: dict) -> list[str]:
-    """Arguments given in `command` after `serve` (e.g. `["shoal", "serve", "--max-waiting", "64"]`)."""
-    command = [str(c) for c in container.get("command") or []]
-    return command[command.index("serve") + 1 :] if "serve" in command else []
+def _serve_args(container: dict) -> list[str]:
+    """The flags after `serve`, wherever the template splits command and args (`shoal` + `serve ...`, or both in one)."""
+    full = [str(c) for c in (container.get("command") or []) + (container.get("args") or [])]
+    if "serve" in full:
+        return full[full.index("serve") + 1 :]
+    return [str(a) for a in container.get("args") or []]
 
 
 def _materialize_volumes(pod_spec, container, configmaps, secrets, pod_dir: Path):
