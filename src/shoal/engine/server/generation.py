@@ -53,7 +53,10 @@ class Generation:
         prefix = "cmpl-" if req.kind == "completion" else "chatcmpl-"
         response_id = prefix + uuid.uuid4().hex
         if req.kind == "chat":
-            prompt_texts: list[str | list[int]] = [self.tokenizer.apply_chat_template(req.messages)]
+            try:
+                prompt_texts: list[str | list[int]] = [self.tokenizer.apply_chat_template(req.messages)]
+            except ValueError as exc:  # no template, or the template rejects the conversation
+                raise unprocessable(f"messages: {exc}", "messages") from exc
         else:
             prompt_texts = req.prompts
         choices, prompt_tokens = [], 0

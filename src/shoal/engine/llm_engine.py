@@ -1,0 +1,230 @@
+"""The synchronous engine core: add requests, step, abort. LLM and AsyncLLM both drive this."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from pathlib import Path
+
+from shoal.engine.block_manager import BlockManager
+from shoal.engine.config import EngineConfig, ModelConfig
+from shoal.engine.detokenizer import IncrementalDetokenizer
+from shoal.engine.model_runner import ModelRunner
+from shoal.engine.outputs import EngineStats, RequestMetrics, RequestOutput, RuntimeLimits, StepStats
+from shoal.engine.sampler import make_generator
+from shoal.engine.sampling_params import SamplingParams
+from shoal.engine.scheduler import ScheduledSeq, Scheduler
+from shoal.engine.sequence import Sequence
+from shoal.engine.tokenizer import Tokenizer
+
+
+class LLMEngine:
+    def __init__(self, config: EngineConfig) -> None:
+        self.config = config
+        model_dir = Path(config.model_dir)
+        if not model_dir.is_dir():
+            raise FileNotFoundError(f"model_dir {model_dir} is not a directory")
+        self.model_config = ModelConfig.from_dir(model_dir)
+        has_tokenizer = (model_dir / "tokenizer.json").is_file()
+        self.tokenizer = Tokenizer(model_dir, self.model_config.eos_token_ids) if has_tokenizer else None
+        eos = self.model_config.eos_token_ids + (self.tokenizer.eos_token_ids if self.tokenizer else ())
+        self.eos_token_ids = frozenset(eos)
+        self.runner = ModelRunner(config, self.model_config)
+        self.max_model_len = self.runner.max_model_len
+        self.block_manager = BlockManager(self.runner.num_blocks, config.block_size, config.enable_prefix_caching)
+        self.capacity = RuntimeLimits(config.max_num_seqs, config.max_num_batched_tokens)
+        self.scheduler = Scheduler(self.block_manager, self.capacity)
+        self.requests: dict[str, Sequence] = {}
+        self._arrivals = itertools.count()
+        self.num_preemptions_total = 0
+        self.prefix_cache_queries_total = 0
+        self.prefix_cache_hits_total = 0
+        self.prompt_tokens_total = 0
+        self.generation_tokens_total = 0
+        self.last_step_time: float | None = None
+        self.steps_total = 0
+
+    # -- requests ------------------------------------------------------------------
+    def encode_prompt(self, prompt: str | list[int]) -> list[int]:
+        """Validate a prompt and return its token ids; ValueError names `prompt`."""
+        if isinstance(prompt, str):
+            if self.tokenizer is None:
+                raise ValueError("prompt: this model folder has no tokenizer.json; pass token ids instead of text")
+            ids = self.tokenizer.encode(prompt)
+        elif isinstance(prompt, (list, tuple)) and all(isinstance(t, int) and not isinstance(t, bool) for t in prompt):
+            ids = list(prompt)
+            vocab = self.model_config.vocab_size
+            bad = next((t for t in ids if not 0 <= t < vocab), None)
+            if bad is not None:
+                raise ValueError(f"prompt: token id {bad} is outside the vocabulary [0, {vocab})")
+        else:
+            raise ValueError(f"prompt must be a string or a list of token ids, got {type(prompt).__name__}")
+        if not ids:
+            raise ValueError("prompt must not be empty")
+        if len(ids) >= self.max_model_len:
+            raise ValueError(
+                f"prompt is {len(ids)} tokens, longer than the context allows (max_model_len={self.max_model_len}, "
+                "and at least one token must be generated); shorten the prompt"
+            )
+        return ids
+
+    def check_params(self, params: SamplingParams) -> None:
+        if not isinstance(params, SamplingParams):
+            raise ValueError(f"params must be SamplingParams, got {type(params).__name__}")
+        if params.stop and self.tokenizer is None:
+            raise ValueError("stop: stop strings need a tokenizer, and this model folder has no tokenizer.json")
+
+    def add_request(
+        self, request_id: str, prompt: str | list[int], params: SamplingParams, arrival_time: float | None = None
+    ) -> None:
+        if request_id in self.requests:
+            raise ValueError(f"request_id {request_id!r} is already in use")
+        self.check_params(params)
+        ids = self.encode_prompt(prompt)
+        seq = Sequence(
+            request_id=request_id,
+            prompt_token_ids=ids,
+            params=params,
+            metrics=RequestMetrics(arrival_time=arrival_time if arrival_time is not None else time.monotonic()),
+            arrival_index=next(self._arrivals),
+            detokenizer=IncrementalDetokenizer(self.tokenizer, ids, params.stop),
+            generator=make_generator(params.seed, self.runner.device),
+        )
+        self.requests[request_id] = seq
+        self.scheduler.add(seq)
+
+    def abort(self, request_id: str) -> RequestOutput | None:
+        seq = self.requests.pop(request_id, None)
+        if seq is None:
+            return None
+        self.scheduler.finish(seq, "abort")
+        seq.metrics.finished_time = time.monotonic()
+        return self._output(seq)
+
+    def has_unfinished(self) -> bool:
+        return bool(self.requests)
+
+    # -- the step --------------------------------------------------------------------
+    def step(self) -> list[RequestOutput]:
+        """Schedule, run the model once, sample, and return an output for every request that got tokens."""
+        if not self.scheduler.has_work:
+            return []
+        t0 = time.monotonic()
+        plan = self.scheduler.schedule()
+        self.num_preemptions_total += plan.num_preempted
+        self.prefix_cache_queries_total += plan.num_cached_tokens_queried
+        self.prefix_cache_hits_total += plan.num_cached_tokens_hit
+        batch = sorted(plan.scheduled, key=lambda e: e.num_new_tokens != 1)  # decodes first (stable)
+        for entry in batch:
+            if entry.seq.metrics.first_scheduled_time is None:
+                entry.seq.metrics.first_scheduled_time = t0
+        generators = [e.seq.generator for e in batch if e.samples]
+        tokens = self.runner.execute(batch, generators) if batch else []
+        now = time.monotonic()
+        outputs: list[RequestOutput] = []
+        num_prompt = 0
+        sampled = iter(tokens)
+        for entry in batch:
+            seq = entry.seq
+            if seq.num_computed_tokens < len(seq.prompt_token_ids) or entry.num_new_tokens > 1:
+                num_prompt += entry.num_new_tokens
+            samples = entry.samples  # read before advancing: it compares against num_computed_tokens
+            self._advance(seq, entry)
+            if samples:
+                outputs.append(self._append_token(seq, next(sampled), now))
+        self.prompt_tokens_total += num_prompt
+        self.generation_tokens_total += len(tokens)
+        self.steps_total += 1
+        self.last_step_time = now
+        self.last_step_stats = StepStats(
+            num_prompt_tokens=num_prompt,
+            num_generation_tokens=len(tokens),
+            num_running=len(self.scheduler.running),
+            num_waiting=len(self.scheduler.waiting),
+            step_seconds=now - t0,
+        )
+        return outputs
+
+    def _advance(self, seq: Sequence, entry: ScheduledSeq) -> None:
+        before = seq.num_computed_tokens
+        seq.num_computed_tokens += entry.num_new_tokens
+        bs = self.block_manager.block_size
+        if seq.num_computed_tokens // bs > before // bs:
+            self.scheduler.commit(seq)
+
+    def _append_token(self, seq: Sequence, token: int, now: float) -> RequestOutput:
+        seq.output_token_ids.append(token)
+        if seq.metrics.first_token_time is None:
+            seq.metrics.first_token_time = now
+        params = seq.params
+        reason = None
+        if token in params.stop_token_ids or (not params.ignore_eos and token in self.eos_token_ids):
+            reason = "stop"
+        elif seq.detokenizer.add([token]) is not None:
+            reason = "stop"
+        elif len(seq.output_token_ids) >= params.max_tokens or seq.num_tokens >= self.max_model_len:
+            reason = "length"
+        if reason is not None:
+            self.scheduler.finish(seq, reason)
+            self.requests.pop(seq.request_id, None)
+            seq.metrics.finished_time = now
+        return self._output(seq)
+
+    def _output(self, seq: Sequence) -> RequestOutput:
+        finished = seq.finish_reason is not None
+        text = seq.detokenizer.visible_text(finished)
+        out = RequestOutput(
+            request_id=seq.request_id,
+            prompt_token_ids=seq.prompt_token_ids,
+            token_ids=list(seq.output_token_ids),
+            text=text,
+            new_token_ids=seq.output_token_ids[seq.num_sent_tokens :],
+            new_text=text[seq.num_sent_chars :],
+            finished=finished,
+            finish_reason=seq.finish_reason,
+            metrics=seq.metrics,
+        )
+        seq.num_sent_tokens = len(seq.output_token_ids)
+        seq.num_sent_chars = len(text)
+        return out
+
+    # -- limits and statistics ---------------------------------------------------------
+    @property
+    def runtime_limits(self) -> RuntimeLimits:
+        return self.scheduler.limits
+
+    def set_runtime_limits(
+        self, max_num_seqs: int | None = None, max_num_batched_tokens: int | None = None
+    ) -> RuntimeLimits:
+        current = self.scheduler.limits
+        seqs = current.max_num_seqs if max_num_seqs is None else max_num_seqs
+        budget = current.max_num_batched_tokens if max_num_batched_tokens is None else max_num_batched_tokens
+        cap = self.capacity
+        if not _is_int(seqs) or not 1 <= seqs <= cap.max_num_seqs:
+            raise ValueError(f"max_num_seqs must be an integer in [1, {cap.max_num_seqs}] (startup capacity), got {seqs!r}")
+        low = self.config.block_size
+        if not _is_int(budget) or not low <= budget <= cap.max_num_batched_tokens:
+            raise ValueError(
+                f"max_num_batched_tokens must be an integer in [{low}, {cap.max_num_batched_tokens}] "
+                f"(block_size to startup capacity), got {budget!r}"
+            )
+        self.scheduler.limits = RuntimeLimits(seqs, budget)  # read once at the start of the next step
+        return self.scheduler.limits
+
+    def stats(self) -> EngineStats:
+        return EngineStats(
+            num_running=len(self.scheduler.running),
+            num_waiting=len(self.scheduler.waiting),
+            kv_usage=self.block_manager.usage,
+            num_preemptions_total=self.num_preemptions_total,
+            prefix_cache_queries_total=self.prefix_cache_queries_total,
+            prefix_cache_hits_total=self.prefix_cache_hits_total,
+            prompt_tokens_total=self.prompt_tokens_total,
+            generation_tokens_total=self.generation_tokens_total,
+            last_step_time=self.last_step_time,
+            steps_total=self.steps_total,
+        )
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)

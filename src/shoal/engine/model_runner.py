@@ -1,0 +1,131 @@
+"""Runs one scheduled batch through the model: builds the paged-attention inputs, samples the next tokens.
+
+Device-agnostic: plain torch on whatever device the model sits on.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from shoal.engine.config import EngineConfig, ModelConfig
+from shoal.engine.loader import load_model, torch_dtype
+from shoal.engine.model import AttentionMetadata, build_cos_sin_cache
+from shoal.engine.sampler import sample
+from shoal.engine.scheduler import ScheduledSeq
+
+CPU_KV_CACHE_BYTES = 1 << 30  # default KV pool on CPU when kv_cache_tokens is not given
+GPU_MEMORY_UTILIZATION = 0.85
+GPU_RESERVE_BYTES = 2 << 30  # activations and the allocator's slack
+
+
+class ModelRunner:
+    def __init__(self, config: EngineConfig, model_config: ModelConfig) -> None:
+        self.config = config
+        self.model_config = model_config
+        self.device = torch.device(config.device)
+        self.dtype = torch_dtype(config.dtype)
+        self.block_size = config.block_size
+        self.model = load_model(
+            config.model_dir, model_config, config.dtype, config.device, config.load_format, config.seed
+        )
+        self.num_blocks, self.max_model_len = self._size_kv_cache()
+        shape = (self.num_blocks, self.block_size, model_config.num_kv_heads, model_config.head_dim)
+        self.kv_caches = [
+            (torch.zeros(shape, dtype=self.dtype, device=self.device), torch.zeros(shape, dtype=self.dtype, device=self.device))
+            for _ in range(model_config.num_layers)
+        ]
+        self.cos_sin_cache = build_cos_sin_cache(model_config, self.max_model_len, self.device)
+
+    @property
+    def kv_bytes_per_token(self) -> int:
+        mc = self.model_config
+        return 2 * mc.num_layers * mc.num_kv_heads * mc.head_dim * self.dtype.itemsize
+
+    def _size_kv_cache(self) -> tuple[int, int]:
+        cfg, mc = self.config, self.model_config
+        max_len = cfg.max_model_len or mc.max_position_embeddings
+        if cfg.kv_cache_tokens is not None:
+            tokens = cfg.kv_cache_tokens
+            if tokens < max_len:
+                raise ValueError(
+                    f"kv_cache_tokens ({tokens}) must be >= max_model_len ({max_len}) so one full-length "
+                    "request fits; raise kv_cache_tokens or lower max_model_len"
+                )
+        else:
+            tokens = self._available_kv_bytes() // self.kv_bytes_per_token
+            tokens = min(tokens, cfg.max_num_seqs * max_len)
+            if cfg.max_model_len is None:
+                max_len = min(max_len, tokens)
+            if tokens < max_len:
+                raise ValueError(
+                    f"only {tokens} tokens of KV cache fit in memory, fewer than max_model_len ({max_len}); "
+                    "lower max_model_len"
+                )
+        if max_len > mc.max_position_embeddings:
+            raise ValueError(
+                f"max_model_len ({max_len}) exceeds the model's max_position_embeddings ({mc.max_position_embeddings})"
+            )
+        return -(-tokens // self.block_size), max_len
+
+    def _available_kv_bytes(self) -> int:
+        if self.device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(self.device)
+            return max(0, int(free * GPU_MEMORY_UTILIZATION) - GPU_RESERVE_BYTES)
+        return CPU_KV_CACHE_BYTES
+
+    @torch.inference_mode()
+    def execute(self, batch: list[ScheduledSeq], generators: list[torch.Generator | None]) -> list[int]:
+        """Run the batch; returns the sampled token of every entry whose `samples` is true, in batch order.
+
+        `batch` must list one-token entries (decodes) first. `generators` has one entry per sampling sequence.
+        """
+        input_ids, positions, meta, logits_indices = self._prepare(batch)
+        hidden = self.model(input_ids, positions, self.kv_caches, self.cos_sin_cache, meta)
+        if not logits_indices:
+            return []
+        logits = self.model.logits(hidden[torch.tensor(logits_indices, device=self.device)])
+        return sample(logits, [e.seq.params for e in batch if e.samples], generators)
+
+    def _prepare(self, batch: list[ScheduledSeq]):
+        bs = self.block_size
+        tokens: list[int] = []
+        starts: list[int] = []
+        q_lens: list[int] = []
+        tables: list[list[int]] = []
+        logits_indices: list[int] = []
+        for entry in batch:
+            seq, n = entry.seq, entry.num_new_tokens
+            start = seq.num_computed_tokens
+            tokens.extend(seq.token_slice(start, start + n))
+            starts.append(start)
+            q_lens.append(n)
+            tables.append(seq.block_table)
+            if entry.samples:
+                logits_indices.append(len(tokens) - 1)
+        max_blocks = max(len(t) for t in tables)
+        table_tensor = torch.tensor([t + [0] * (max_blocks - len(t)) for t in tables], dtype=torch.int32)
+        q_len_t = torch.tensor(q_lens, dtype=torch.int64)
+        start_t = torch.tensor(starts, dtype=torch.int64)
+        row = torch.repeat_interleave(torch.arange(len(batch)), q_len_t)
+        cu = torch.zeros(len(batch) + 1, dtype=torch.int64)
+        cu[1:] = q_len_t.cumsum(0)
+        positions = start_t[row] + (torch.arange(len(tokens)) - cu[:-1][row])
+        slot_mapping = table_tensor[row, positions // bs].to(torch.int64) * bs + positions % bs
+        context_lens = (start_t + q_len_t).to(torch.int32)
+        num_decodes = 0
+        while num_decodes < len(batch) and q_lens[num_decodes] == 1:
+            num_decodes += 1
+        dev = self.device
+        nd = num_decodes
+        has_prefill = nd < len(batch)
+        meta = AttentionMetadata(
+            slot_mapping=slot_mapping.to(dev),
+            num_decodes=nd,
+            decode_block_tables=table_tensor[:nd].to(dev) if nd else None,
+            decode_context_lens=context_lens[:nd].to(dev) if nd else None,
+            prefill_block_tables=table_tensor[nd:].to(dev) if has_prefill else None,
+            prefill_cu_seqlens_q=(cu[nd:] - cu[nd]).to(torch.int32).to(dev) if has_prefill else None,
+            prefill_context_lens=context_lens[nd:].to(dev) if has_prefill else None,
+        )
+        input_ids = torch.tensor(tokens, dtype=torch.int64, device=dev)
+        return input_ids, positions.to(dev), meta, logits_indices

@@ -1,0 +1,120 @@
+"""The model's math, one function per operation (the contract in INTERFACES.md).
+
+Each function here is the PyTorch implementation, correct on CPU and any device.
+Faster device kernels plug in behind the same signatures.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def rms_norm(
+    x: torch.Tensor, weight: torch.Tensor, eps: float, residual: torch.Tensor | None = None
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """RMSNorm in float32 like Hugging Face; with `residual`, adds it first and returns (out, x + residual)."""
+    if residual is not None:
+        x = x + residual
+        residual = x
+    h = x.float()
+    h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps)
+    out = weight * h.to(x.dtype)
+    return out if residual is None else (out, residual)
+
+
+def rotary_embedding(
+    positions: torch.Tensor, q: torch.Tensor, k: torch.Tensor, cos_sin_cache: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Neox-style rotary embedding; cos_sin_cache rows are cat(cos[:D/2], sin[:D/2])."""
+    half = cos_sin_cache.shape[-1] // 2
+    cos_sin = cos_sin_cache[positions]
+    cos = cos_sin[:, None, :half].repeat(1, 1, 2).to(q.dtype)
+    sin = cos_sin[:, None, half:].repeat(1, 1, 2).to(q.dtype)
+    return q * cos + _rotate_half(q) * sin, k * cos + _rotate_half(k) * sin
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+def silu_and_mul(x: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return F.silu(x[..., :half]) * x[..., half:]
+
+
+def write_kv(
+    k: torch.Tensor, v: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, slot_mapping: torch.Tensor
+) -> None:
+    """Scatter new K/V [T, Hk, D] into the paged caches [num_blocks, block_size, Hk, D] at `slot_mapping`."""
+    k_cache.view(-1, *k_cache.shape[2:]).index_copy_(0, slot_mapping, k.to(k_cache.dtype))
+    v_cache.view(-1, *v_cache.shape[2:]).index_copy_(0, slot_mapping, v.to(v_cache.dtype))
+
+
+def paged_decode_attention(
+    q: torch.Tensor,
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    block_tables: torch.Tensor,
+    context_lens: torch.Tensor,
+    scale: float,
+) -> torch.Tensor:
+    """One query per sequence attending to its `context_lens[b]` cached tokens: [B, Hq, D]."""
+    batch, num_heads, head_dim = q.shape
+    max_len = int(context_lens.max())
+    k, v = _gather(k_cache, v_cache, block_tables, max_len)  # [B, L, Hk, D]
+    valid = torch.arange(max_len, device=q.device)[None, :] < context_lens[:, None].to(torch.long)
+    mask = valid[:, None, None, :]  # [B, 1, 1, L]
+    out = F.scaled_dot_product_attention(
+        q[:, :, None, :],
+        k.transpose(1, 2),
+        v.transpose(1, 2),
+        attn_mask=mask,
+        scale=scale,
+        enable_gqa=num_heads != k.shape[2],
+    )
+    return out[:, :, 0, :]
+
+
+def paged_prefill_attention(
+    q: torch.Tensor,
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    block_tables: torch.Tensor,
+    cu_seqlens_q: torch.Tensor,
+    context_lens: torch.Tensor,
+    scale: float,
+) -> torch.Tensor:
+    """Causal attention for packed queries [T, Hq, D]; query i of sequence b sits at context_lens[b] - q_len_b + i."""
+    out = torch.empty_like(q)
+    num_heads = q.shape[1]
+    starts = cu_seqlens_q.tolist()
+    lens = context_lens.tolist()
+    for b in range(len(lens)):
+        s, e, ctx = starts[b], starts[b + 1], lens[b]
+        k, v = _gather(k_cache, v_cache, block_tables[b : b + 1], ctx)
+        q_pos = torch.arange(ctx - (e - s), ctx, device=q.device)
+        mask = torch.arange(ctx, device=q.device)[None, :] <= q_pos[:, None]  # [q, ctx]
+        o = F.scaled_dot_product_attention(
+            q[s:e].transpose(0, 1)[None],
+            k.transpose(1, 2),
+            v.transpose(1, 2),
+            attn_mask=mask[None, None],
+            scale=scale,
+            enable_gqa=num_heads != k.shape[2],
+        )
+        out[s:e] = o[0].transpose(0, 1)
+    return out
+
+
+def _gather(
+    k_cache: torch.Tensor, v_cache: torch.Tensor, block_tables: torch.Tensor, length: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Contiguous K/V [B, length, Hk, D] read through block tables."""
+    block_size = k_cache.shape[1]
+    num = -(-length // block_size)
+    ids = block_tables[:, :num].to(torch.long)
+    k = k_cache[ids].flatten(1, 2)[:, :length]
+    v = v_cache[ids].flatten(1, 2)[:, :length]
+    return k, v

@@ -1,0 +1,123 @@
+"""Continuous batching: which sequences run this step and how many tokens each.
+
+A step mixes running decodes with chunked prefills under a token budget. Running
+sequences go first (FCFS); waiting ones are admitted while the admission cap and the
+budget allow. When KV blocks run out, the newest running sequence is preempted
+(its blocks are freed and it is recomputed later; nothing is lost).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+from shoal.engine.block_manager import BlockManager
+from shoal.engine.outputs import RuntimeLimits
+from shoal.engine.sequence import Sequence, Status
+
+
+@dataclass
+class ScheduledSeq:
+    seq: Sequence
+    num_new_tokens: int  # tokens to compute this step, starting at seq.num_computed_tokens
+
+    @property
+    def samples(self) -> bool:
+        """Whether this step reaches the end of the sequence, so a token is sampled."""
+        return self.seq.num_computed_tokens + self.num_new_tokens == self.seq.num_tokens
+
+
+@dataclass
+class SchedulerOutput:
+    scheduled: list[ScheduledSeq]
+    num_preempted: int
+    num_cached_tokens_queried: int
+    num_cached_tokens_hit: int
+
+    @property
+    def num_tokens(self) -> int:
+        return sum(s.num_new_tokens for s in self.scheduled)
+
+
+class Scheduler:
+    def __init__(self, block_manager: BlockManager, limits: RuntimeLimits) -> None:
+        self.block_manager = block_manager
+        self.limits = limits  # replaced wholesale at run time; read once per step
+        self.waiting: deque[Sequence] = deque()
+        self.running: list[Sequence] = []
+
+    def add(self, seq: Sequence) -> None:
+        seq.status = Status.WAITING
+        self.waiting.append(seq)
+
+    @property
+    def has_work(self) -> bool:
+        return bool(self.waiting or self.running)
+
+    def schedule(self) -> SchedulerOutput:
+        limits = self.limits
+        budget = limits.max_num_batched_tokens
+        bm = self.block_manager
+        scheduled: list[ScheduledSeq] = []
+        num_preempted = queried = hits = 0
+
+        i = 0
+        while i < len(self.running) and budget > 0:
+            seq = self.running[i]
+            n = min(seq.num_uncomputed_tokens, budget)
+            need = bm.blocks_needed(seq.block_table, seq.num_computed_tokens + n)
+            while not bm.can_allocate(need) and self.running[-1] is not seq:
+                self._preempt(self.running.pop())
+                num_preempted += 1
+            if not bm.can_allocate(need):
+                self.running.pop()  # seq is the newest left: it yields to the older ones
+                self._preempt(seq)
+                num_preempted += 1
+                break
+            bm.allocate(seq.block_table, seq.num_computed_tokens + n)
+            scheduled.append(ScheduledSeq(seq, n))
+            budget -= n
+            i += 1
+
+        while self.waiting and budget > 0 and not num_preempted and len(self.running) < limits.max_num_seqs:
+            seq = self.waiting[0]
+            tokens = seq.all_token_ids
+            if not seq.block_table:
+                seq.block_table = bm.match_prefix(tokens)
+                seq.num_computed_tokens = len(seq.block_table) * bm.block_size
+                queried += len(tokens)
+                hits += seq.num_computed_tokens
+            n = min(seq.num_uncomputed_tokens, budget)
+            need = bm.blocks_needed(seq.block_table, seq.num_computed_tokens + n)
+            if not bm.can_allocate(need):
+                break  # keeps its prefix references; retried next step
+            bm.allocate(seq.block_table, seq.num_computed_tokens + n)
+            self.waiting.popleft()
+            seq.status = Status.RUNNING
+            self.running.append(seq)
+            scheduled.append(ScheduledSeq(seq, n))
+            budget -= n
+        return SchedulerOutput(scheduled, num_preempted, queried, hits)
+
+    def _preempt(self, seq: Sequence) -> None:
+        self.block_manager.free_table(seq.block_table)
+        seq.num_computed_tokens = 0
+        seq.status = Status.WAITING
+        self.waiting.appendleft(seq)
+
+    def finish(self, seq: Sequence, reason: str) -> None:
+        """Remove a sequence (finished or aborted) and free its blocks."""
+        seq.status = Status.FINISHED
+        seq.finish_reason = reason
+        if seq in self.running:
+            self.running.remove(seq)
+        else:
+            try:
+                self.waiting.remove(seq)
+            except ValueError:
+                pass
+        self.block_manager.free_table(seq.block_table)
+
+    def commit(self, seq: Sequence) -> None:
+        """Publish this sequence's newly computed full blocks to the prefix cache."""
+        self.block_manager.commit(seq.block_table, seq.all_token_ids, seq.num_computed_tokens)
