@@ -18,6 +18,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from shoal.fleet.fleet import operator_argv
+
 REPO = Path(__file__).resolve().parents[1]
 SELECTOR = "shoal.dev/service"
 
@@ -104,9 +106,8 @@ class Cluster:
             return  # the chart's Deployment restarts it
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
         log = open(self.workdir / "operator-e2e.log", "ab")
-        self._operator = subprocess.Popen(
-            [sys.executable, "-m", "shoal", "operator", "--all-namespaces", "--prometheus-url", self.prometheus_url,
-             *self.operator_args], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self._operator = subprocess.Popen(operator_argv(self.prometheus_url, self.operator_args), env=env,
+                                          stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
 
     def kill_operator(self) -> None:

@@ -159,8 +159,7 @@ class LocalFleet:
         assert self.prometheus is not None
         if self._operator is not None and self._operator.poll() is None:
             return
-        argv = [sys.executable, "-m", "shoal", "operator", "--all-namespaces",
-                "--prometheus-url", self.prometheus.url, *self.settings.operator_args]
+        argv = operator_argv(self.prometheus.url, self.settings.operator_args)
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), **self.settings.operator_env}
         self.operator_log = self.workdir / "operator.log"
         logfile = open(self.operator_log, "ab")
@@ -224,6 +223,13 @@ class LocalFleet:
     def kube(self) -> KubeClient:
         assert self._kube is not None, "the fleet is not started"
         return self._kube
+
+
+def operator_argv(prometheus_url: str, extra: tuple[str, ...] = ()) -> list[str]:
+    """`shoal operator` as the fleet runs it: one replica (no peering), its side ports free ones, not 8080/9090."""
+    return [sys.executable, "-m", "shoal", "operator", "--all-namespaces", "--standalone",
+            "--prometheus-url", prometheus_url, "--liveness-port", str(free_port()), "--metrics-port", str(free_port()),
+            *extra]
 
 
 def _prepare_model() -> Path:
