@@ -8,6 +8,7 @@ CustomResourceDefinitions that make their resources served, and schema admission
 
 from __future__ import annotations
 
+import base64
 import copy
 import datetime
 import secrets
@@ -30,6 +31,16 @@ def now_rfc3339() -> str:
 def _content(obj: dict[str, Any]) -> dict[str, Any]:
     """What a generation bump depends on: everything except metadata and status."""
     return {k: v for k, v in obj.items() if k not in _CONTENT_EXEMPT}
+
+
+def _fold_string_data(obj: dict[str, Any]) -> dict[str, Any]:
+    """Secrets: the API server stores `stringData` base64-encoded under `data`."""
+    string_data = obj.pop("stringData", None)
+    if string_data:
+        data = obj.setdefault("data", {})
+        for key, value in string_data.items():
+            data[key] = base64.b64encode(str(value).encode()).decode()
+    return obj
 
 
 def _path_get(obj: dict[str, Any], path: str) -> Any:
@@ -102,6 +113,8 @@ class ObjectApi:
         if rt.has_generation:
             meta["generation"] = 1
         obj = self._admit(rt, obj, strict)
+        if rt.key == ("", "secrets"):
+            obj = _fold_string_data(obj)
         if rt.key == NS_KEY:
             obj["status"] = {"phase": "Active"}
         if rt.key == ("apps", "deployments"):
@@ -150,6 +163,8 @@ class ObjectApi:
                     meta.pop(fixed, None)
             result["apiVersion"], result["kind"] = old["apiVersion"], old["kind"]
             result = self._admit(rt, result, strict)
+            if rt.key == ("", "secrets"):
+                result = _fold_string_data(result)
             if rt.has_generation and _content(result) != _content(old):
                 result["metadata"]["generation"] = old_meta.get("generation", 0) + 1
         result["metadata"]["resourceVersion"] = old_meta["resourceVersion"]
