@@ -23,14 +23,14 @@ LOG2E = 1.4426950408889634
 @triton.jit
 def _decode_kernel(
     Q, K, V, BlockTables, Lens, Out, PartOut, PartLse,
-    scale_log2,
+    scale_log2, num_splits,
     stride_qb, stride_qh,
     stride_kb, stride_ks, stride_kh,
     stride_vb, stride_vs, stride_vh,
     stride_bt,
     stride_ob, stride_oh,
     GROUP: tl.constexpr, GROUP_PAD: tl.constexpr, HEAD_DIM: tl.constexpr, PAGE: tl.constexpr,
-    BLOCK_N: tl.constexpr, NUM_SPLITS: tl.constexpr,
+    BLOCK_N: tl.constexpr, DIRECT: tl.constexpr,
 ):
     b = tl.program_id(0)
     kvh = tl.program_id(1)
@@ -39,7 +39,7 @@ def _decode_kernel(
 
     seq_len = tl.load(Lens + b)
     # Splits are whole tiles so that only the last tile of a sequence is ragged.
-    per_split = tl.cdiv(tl.cdiv(seq_len, NUM_SPLITS), BLOCK_N) * BLOCK_N
+    per_split = tl.cdiv(tl.cdiv(seq_len, num_splits), BLOCK_N) * BLOCK_N
     start = split * per_split
     end = tl.minimum(seq_len, start + per_split)
 
@@ -74,11 +74,11 @@ def _decode_kernel(
 
     has = l_i > 0
     out = tl.where(has[:, None], acc / tl.where(has, l_i, 1.0)[:, None], 0.0)
-    if NUM_SPLITS == 1:
+    if DIRECT:  # a single split writes the output itself
         tl.store(Out + b * stride_ob + heads[:, None] * stride_oh + offs_d[None, :],
                  out.to(Out.dtype.element_ty), mask=mask_g[:, None])
     else:
-        row = (b * num_q_heads + heads) * NUM_SPLITS + split
+        row = (b * num_q_heads + heads) * num_splits + split
         tl.store(PartOut + row[:, None] * HEAD_DIM + offs_d[None, :], out, mask=mask_g[:, None])
         lse = tl.where(has, m_i + tl.log2(tl.where(has, l_i, 1.0)), float("-inf"))
         tl.store(PartLse + row, lse, mask=mask_g)
@@ -86,16 +86,16 @@ def _decode_kernel(
 
 @triton.jit
 def _merge_kernel(
-    PartOut, PartLse, Out, stride_ob, stride_oh,
-    NUM_SPLITS: tl.constexpr, SPLITS_PAD: tl.constexpr, HEAD_DIM: tl.constexpr,
+    PartOut, PartLse, Out, stride_ob, stride_oh, num_splits,
+    SPLITS_PAD: tl.constexpr, HEAD_DIM: tl.constexpr,
 ):
     b = tl.program_id(0)
     h = tl.program_id(1)
     num_q_heads = tl.num_programs(1)
     offs_s = tl.arange(0, SPLITS_PAD)
     offs_d = tl.arange(0, HEAD_DIM)
-    mask_s = offs_s < NUM_SPLITS
-    rows = (b * num_q_heads + h) * NUM_SPLITS + offs_s
+    mask_s = offs_s < num_splits
+    rows = (b * num_q_heads + h) * num_splits + offs_s
     lse = tl.load(PartLse + rows, mask=mask_s, other=float("-inf"))
     m = tl.max(lse, 0)
     m = tl.where(m == float("-inf"), 0.0, m)  # an empty sequence: all weights are zero
@@ -142,19 +142,19 @@ def paged_decode_attention(q, k_cache, v_cache, block_tables, context_lens, scal
         part_out = part_lse = out  # unused by the kernel when it writes the output directly
     _decode_kernel[(batch, num_kv_heads, num_splits)](
         q, k_cache, v_cache, block_tables, context_lens, out, part_out, part_lse,
-        scale * LOG2E,
+        scale * LOG2E, num_splits,
         q.stride(0), q.stride(1),
         k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
         v_cache.stride(0), v_cache.stride(1), v_cache.stride(2),
         block_tables.stride(0),
         out.stride(0), out.stride(1),
         GROUP=group, GROUP_PAD=max(16, next_pow2(group)), HEAD_DIM=head_dim, PAGE=page,
-        BLOCK_N=block_n, NUM_SPLITS=num_splits, num_warps=num_warps, num_stages=num_stages,
+        BLOCK_N=block_n, DIRECT=num_splits == 1, num_warps=num_warps, num_stages=num_stages,
     )
     if num_splits > 1:
         _merge_kernel[(batch, num_q_heads)](
-            part_out, part_lse, out, out.stride(0), out.stride(1),
-            NUM_SPLITS=num_splits, SPLITS_PAD=next_pow2(num_splits), HEAD_DIM=head_dim,
+            part_out, part_lse, out, out.stride(0), out.stride(1), num_splits,
+            SPLITS_PAD=next_pow2(num_splits), HEAD_DIM=head_dim,
             num_warps=4,
         )
     return out

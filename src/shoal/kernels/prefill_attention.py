@@ -19,6 +19,34 @@ from .decode_attention import LOG2E
 
 
 @triton.jit
+def _attend_tile(q, K, V, bt_row, n0, kvh, pos, kv_end, m_i, l_i, acc, scale_log2,
+                 stride_kb, stride_ks, stride_kh, stride_vb, stride_vs, stride_vh,
+                 HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, PAGE: tl.constexpr,
+                 BLOCK_N: tl.constexpr, MASKED: tl.constexpr):
+    """One online-softmax step over keys n0..n0+BLOCK_N; MASKED applies causality and kv_end."""
+    offs_n = n0 + tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, BLOCK_D)
+    mask_n = offs_n < kv_end
+    kv_mask = mask_n[:, None] & (offs_d < HEAD_DIM)[None, :]
+    page = tl.load(bt_row + offs_n // PAGE, mask=mask_n, other=0).to(tl.int64)
+    in_page = offs_n % PAGE
+    k = tl.load(K + page[:, None] * stride_kb + in_page[:, None] * stride_ks
+                + kvh * stride_kh + offs_d[None, :], mask=kv_mask, other=0.0)
+    v = tl.load(V + page[:, None] * stride_vb + in_page[:, None] * stride_vs
+                + kvh * stride_vh + offs_d[None, :], mask=kv_mask, other=0.0)
+    qk = tl.dot(q, tl.trans(k)) * scale_log2
+    if MASKED:
+        keep = mask_n[None, :] & (offs_n[None, :] <= pos[:, None])
+        qk = tl.where(keep, qk, float("-inf"))
+    m_new = tl.maximum(m_i, tl.max(qk, 1))  # finite: key 0 is visible to every row
+    alpha = tl.exp2(m_i - m_new)
+    p = tl.exp2(qk - m_new[:, None])
+    l_i = l_i * alpha + tl.sum(p, 1)
+    acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
+    return m_new, l_i, acc
+
+
+@triton.jit
 def _prefill_kernel(
     Q, K, V, BlockTables, CuSeqlensQ, Lens, TileStarts, Out,
     scale_log2, num_seqs,
@@ -64,27 +92,19 @@ def _prefill_kernel(
     m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
     l_i = tl.zeros([BLOCK_M], tl.float32)
     acc = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
-    kv_end = tl.where(valid, tl.minimum(kv_len, prefix + m_start + BLOCK_M), 0)
     bt_row = BlockTables + b.to(tl.int64) * stride_bt
-    for n0 in range(0, kv_end, BLOCK_N):
-        offs_n = n0 + tl.arange(0, BLOCK_N)
-        mask_n = offs_n < kv_end
-        page = tl.load(bt_row + offs_n // PAGE, mask=mask_n, other=0).to(tl.int64)
-        in_page = offs_n % PAGE
-        kv_mask = mask_n[:, None] & mask_d[None, :]
-        k = tl.load(K + page[:, None] * stride_kb + in_page[:, None] * stride_ks
-                    + kvh * stride_kh + offs_d[None, :], mask=kv_mask, other=0.0)
-        v = tl.load(V + page[:, None] * stride_vb + in_page[:, None] * stride_vs
-                    + kvh * stride_vh + offs_d[None, :], mask=kv_mask, other=0.0)
-        qk = tl.dot(q, tl.trans(k)) * scale_log2
-        keep = mask_n[None, :] & (offs_n[None, :] <= pos[:, None])
-        qk = tl.where(keep, qk, float("-inf"))
-        m_new = tl.maximum(m_i, tl.max(qk, 1))  # finite: key 0 is visible to every row
-        alpha = tl.exp2(m_i - m_new)
-        p = tl.exp2(qk - m_new[:, None])
-        l_i = l_i * alpha + tl.sum(p, 1)
-        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
-        m_i = m_new
+    # Keys before the tile's first query position are visible to every row: no mask there.
+    # (An invalid tile has kv_end 0, so both loops are empty.)
+    kv_end = tl.where(valid, tl.minimum(kv_len, prefix + m_start + BLOCK_M), 0)
+    full_end = tl.minimum((prefix + m_start) // BLOCK_N * BLOCK_N, kv_end)
+    for n0 in range(0, full_end, BLOCK_N):
+        m_i, l_i, acc = _attend_tile(q, K, V, bt_row, n0, kvh, pos, kv_end, m_i, l_i, acc, scale_log2,
+                                     stride_kb, stride_ks, stride_kh, stride_vb, stride_vs, stride_vh,
+                                     HEAD_DIM, BLOCK_D, PAGE, BLOCK_N, False)
+    for n0 in range(full_end, kv_end, BLOCK_N):
+        m_i, l_i, acc = _attend_tile(q, K, V, bt_row, n0, kvh, pos, kv_end, m_i, l_i, acc, scale_log2,
+                                     stride_kb, stride_ks, stride_kh, stride_vb, stride_vs, stride_vh,
+                                     HEAD_DIM, BLOCK_D, PAGE, BLOCK_N, True)
 
     out = acc / tl.where(l_i > 0, l_i, 1.0)[:, None]
     tl.store(Out + rows[:, None] * stride_ot + h * stride_oh + offs_d[None, :],
