@@ -142,6 +142,7 @@ def plot(samples: list[Sample], info: RunInfo, path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     t = [s.t for s in samples]
     fig, axes = plt.subplots(4, 1, figsize=(10, 10), sharex=True)
@@ -154,6 +155,8 @@ def plot(samples: list[Sample], info: RunInfo, path: Path) -> None:
     ax.step(t, [_nan(s.replicas_desired) for s in samples], where="post", label="desired (operator)")
     ax.step(t, [_nan(s.replicas_ready) for s in samples], where="post", label="ready")
     ax.set_ylabel("replicas")
+    ax.set_ylim(0, max([s.replicas_desired or 0 for s in samples] + [s.replicas_ready or 0 for s in samples] + [1]) + 0.5)
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(loc="upper left")
     ax = axes[2]
     ax.plot(t, [_nan(s.ttft_p95_ms) for s in samples], label="TTFT p95")
