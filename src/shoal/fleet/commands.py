@@ -67,13 +67,24 @@ def run_demo(args: argparse.Namespace) -> int:
         operator_args=tuple(args.operator_arg),
         **kwargs,
     )
-    return asyncio.run(demo(settings))
+    return _report_errors("shoal demo", lambda: asyncio.run(demo(settings)))
+
+
+def _report_errors(what: str, fn) -> int:
+    """Errors a user can fix (missing trace, Prometheus not installed, a pod that never got ready) in one line."""
+    import sys
+
+    try:
+        return fn()
+    except (FileNotFoundError, TimeoutError, ValueError) as e:
+        print(f"{what}: {e}", file=sys.stderr)
+        return 1
 
 
 def run_fleet_up(args: argparse.Namespace) -> int:
     import asyncio
 
-    return asyncio.run(_fleet_up(args))
+    return _report_errors("shoal fleet up", lambda: asyncio.run(_fleet_up(args)))
 
 
 async def _fleet_up(args: argparse.Namespace) -> int:
