@@ -118,8 +118,21 @@ class Controller:
     async def _resync(self) -> None:
         while True:
             await asyncio.sleep(self.config.resync_seconds)
+            try:
+                await self._refresh_monitoring()
+            except Exception as exc:  # discovery hiccups must not stop the resync
+                log.warning("ServiceMonitor discovery failed: %s", exc)
             for key in list(self.services):
                 self.enqueue(key)
+
+    async def _refresh_monitoring(self) -> None:
+        monitoring = await self.client.serves(kube.SERVICEMONITOR)
+        if monitoring and not self.monitoring:  # the Prometheus operator arrived: adopt what exists
+            for namespace in [None] if self.config.all_namespaces else list(self.config.namespaces):
+                for body in await self.client.list(kube.SERVICEMONITOR, namespace,
+                                                   f"{labels.MANAGED_BY}={labels.MANAGER}"):
+                    self.remember(kube.SERVICEMONITOR, body)
+        self.monitoring = monitoring
 
     async def _worker(self) -> None:
         while True:
