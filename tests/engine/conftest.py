@@ -76,3 +76,18 @@ def _hf_greedy(model, prompt_ids: list[int], max_new_tokens: int) -> list[int]:
 def hf_greedy():
     """transformers' greedy generate as a function: (hf_model, prompt_ids, n) -> n token ids."""
     return _hf_greedy
+
+
+@pytest.fixture(scope="session")
+def smol_llm_dir():
+    """The real SmolLM2-135M-Instruct folder (converted once into the cache)."""
+    from shoal.engine.model_prepare import prepare
+
+    return prepare("smollm2")
+
+
+@pytest.fixture(scope="session")
+def smol_llm(smol_llm_dir):
+    from shoal.engine import LLM
+
+    return LLM(smol_llm_dir, max_model_len=1024, kv_cache_tokens=4096)
