@@ -26,7 +26,7 @@ def find_kubectl() -> str:
 @pytest.fixture(scope="module")
 def kubectl(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("kubectl")
-    with start_apiserver(workdir, crds=(CRD,)) as api:
+    with start_apiserver(workdir, manifests=(CRD,)) as api:
         binary = find_kubectl()
         env = dict(os.environ, KUBECONFIG=str(api.kubeconfig), HOME=str(workdir))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import isvc_yaml, wait_for
+from operator_harness import isvc_yaml, wait_for
 
 LABELS = {"app.kubernetes.io/name": "shoal-engine", "app.kubernetes.io/managed-by": "shoal"}
 

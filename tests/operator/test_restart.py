@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from conftest import CRD, Http, isvc_yaml, operator_config, wait_for
+from operator_harness import CRD, Http, isvc_yaml, operator_config, wait_for
 
 from shoal.fleet.apiserver.process import start_apiserver
 
@@ -28,7 +28,7 @@ SERVICEMONITOR_CRD = {
 def own_api(tmp_path):
     """A separate API server, so these operators never share objects with the session's operator."""
     previous = os.environ.get("KUBECONFIG")
-    with start_apiserver(tmp_path, crds=(CRD,)) as process:
+    with start_apiserver(tmp_path, manifests=(CRD,)) as process:
         os.environ["KUBECONFIG"] = str(process.kubeconfig)  # read by the operator's login at start
         try:
             yield Http(process.url)

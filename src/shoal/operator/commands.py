@@ -22,6 +22,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--liveness-port", type=int, default=8080, help="serve /healthz here (0: off)")
     parser.add_argument("--metrics-port", type=int, default=9090, help="serve /metrics here (0: off)")
     parser.add_argument("--peering", default="shoal", help="kopf peering name (leader election between replicas)")
+    parser.add_argument("--priority", type=int, default=None,
+                        help="peering priority (default random): among replicas only the highest acts")
     parser.add_argument("--standalone", action="store_true", help="no peering: for a single operator replica")
     parser.add_argument("--workers", type=int, default=8, help="concurrent reconciles")
     parser.add_argument("--verbose", "-v", action="store_true")
@@ -40,6 +42,7 @@ def config_from_args(args: argparse.Namespace):
         liveness_port=args.liveness_port or None,
         metrics_port=args.metrics_port or None,
         peering_name=args.peering,
+        peering_priority=args.priority,
         standalone=args.standalone,
         workers=args.workers,
     )

@@ -17,6 +17,7 @@ class OperatorConfig:
     liveness_port: int | None = 8080  # None: no liveness endpoint
     metrics_port: int | None = 9090  # None: no metrics endpoint
     peering_name: str = "shoal"
+    peering_priority: int | None = None  # None: random, so among replicas the highest one acts, the rest wait
     standalone: bool = False
     workers: int = 8  # concurrent reconciles (different services; one service never runs twice at once)
     resync_seconds: float = 300.0

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import threading
 from typing import Any
 
@@ -37,6 +38,9 @@ async def run_operator(config: OperatorConfig, *, stop_flag: Any = None, ready_f
     settings.peering.mandatory = False  # peering when its CRD is installed (the chart does), else standalone
     settings.peering.standalone = config.standalone
     settings.peering.clusterwide = config.all_namespaces
+    # kopf pauses an operator that sees a live peer of higher priority; equal priorities would both act
+    settings.peering.priority = (config.peering_priority if config.peering_priority is not None
+                                 else random.randint(1, 1_000_000))
     await kopf.operator(
         settings=settings,
         clusterwide=config.all_namespaces,

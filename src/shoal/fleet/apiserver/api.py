@@ -69,6 +69,14 @@ class ObjectApi:
         for name in ("default", "kube-system", "kube-public", "kube-node-lease"):
             self.create(self.registry.get("", "v1", "namespaces"), None, {"metadata": {"name": name}})
 
+    def create_manifest(self, doc: dict[str, Any]) -> dict[str, Any]:
+        """Create any object from a manifest (as `kubectl create -f` would), by its apiVersion and kind."""
+        group, _, version = doc.get("apiVersion", "").rpartition("/")
+        rt = next((r for r in self.registry.by_group_version(group, version) if r.kind == doc.get("kind")), None)
+        if rt is None:
+            raise errors.ApiError(404, "NotFound", f"no resource serves {doc.get('apiVersion')} {doc.get('kind')}")
+        return self.create(rt, (doc.get("metadata") or {}).get("namespace"), doc)
+
     # -- reads --------------------------------------------------------------------------------------------
     def get(self, rt: ResourceType, namespace: str | None, name: str) -> dict[str, Any]:
         obj = self.store.get(rt.key, namespace or "", name)

@@ -14,8 +14,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--kubeconfig", type=Path, default=None,
                         help="also write the kubeconfig to this file (written once the server listens)")
-    parser.add_argument("--crd", type=Path, action="append", default=[],
-                        help="a CustomResourceDefinition YAML file to register at start (repeatable)")
+    parser.add_argument("--crd", "--manifest", type=Path, action="append", default=[], dest="manifests",
+                        help="a YAML file of objects (CRDs first) to create at start (repeatable)")
     parser.set_defaults(func=run)
 
 
@@ -35,11 +35,10 @@ async def _main(args: argparse.Namespace) -> int:
     from shoal.fleet.apiserver import kubeconfig_text, serve
 
     async with serve(args.host, args.port) as running:
-        crds = running.api.registry.get("apiextensions.k8s.io", "v1", "customresourcedefinitions")
-        for path in args.crd:
+        for path in args.manifests:
             for doc in yaml.safe_load_all(path.read_text()):
                 if doc:
-                    running.api.api.create(crds, None, doc)
+                    running.api.api.create_manifest(doc)
         if args.kubeconfig is not None:  # written last and atomically: its presence means "ready"
             args.kubeconfig.parent.mkdir(parents=True, exist_ok=True)
             partial = args.kubeconfig.with_suffix(".partial")

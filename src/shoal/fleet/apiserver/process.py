@@ -32,13 +32,14 @@ class ApiProcess:
         self.stop()
 
 
-def start_apiserver(workdir: Path, crds: tuple[Path, ...] = (), timeout: float = 30.0) -> ApiProcess:
-    """Start `shoal apiserver` on a free port; returns once its kubeconfig is written (it listens by then)."""
+def start_apiserver(workdir: Path, manifests: tuple[Path, ...] = (), timeout: float = 30.0) -> ApiProcess:
+    """Start `shoal apiserver` on a free port with the objects of these YAML files (CRDs first) created;
+    returns once its kubeconfig is written (it listens by then)."""
     kubeconfig = workdir / "kubeconfig"
     kubeconfig.unlink(missing_ok=True)
     command = [sys.executable, "-m", "shoal", "apiserver", "--kubeconfig", str(kubeconfig)]
-    for crd in crds:
-        command += ["--crd", str(crd)]
+    for crd in manifests:
+        command += ["--manifest", str(crd)]
     log = open(workdir / "apiserver.log", "w")
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log, env=dict(os.environ))
     deadline = time.monotonic() + timeout

@@ -1,0 +1,327 @@
+"""Pure planners: how many replicas a service needs, and which batch limits its engines should run.
+
+Both functions take (metrics snapshot, state, spec) and return a decision carrying the new state and a
+human-readable reason. No I/O, no clock: the operator's timer, the fleet simulator and the tests call the same
+code. docs/autoscaling.md explains the choices; in short:
+
+- Replicas: a per-replica capacity model learned online (requests/s one replica serves inside the SLO), moved by
+  AIMD on latency headroom: cut fast when p95 latency nears the SLO, grow slowly only when replicas already run
+  close to it with room to spare. Load is forecast over the pod start time from the arrival-rate trend plus the
+  queue, so scale-up starts before the SLO breaks; starting pods count as capacity; scale-down takes the highest
+  recommendation of the stabilization window (as the HPA does), so a noisy flat load cannot make it oscillate.
+- Batch limits: a dead-band AIMD controller. ITL p95 near its SLO -> cut the token budget (long prefill chunks are
+  what stretch a decode step), then the admission cap; TTFT near its SLO while ITL has room -> raise the budget;
+  requests waiting with room on both -> raise the admission cap.
+- No data is not zero: any missing signal holds everything and says so.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, replace
+
+# Thresholds on the latency ratio (p95 / SLO). Why these values: docs/autoscaling.md, section "Margins".
+NEAR_SLO = 0.8  # the latency ratio (p95 / SLO) the capacity estimate aims to keep replicas under
+COMFORTABLE = 0.6  # above this the estimate may only fall
+HEADROOM_EXPONENT = 0.5  # latency is flat then steep in load: trust headroom only sublinearly
+MIN_GAIN, MAX_GAIN = 0.75, 1.6  # bounds on one step's load-per-replica change the headroom may suggest
+LOADED = 0.6  # learn upward only while replicas carry at least this fraction of the estimate
+CAPACITY_GAIN = 0.3  # EWMA weight toward a higher suggestion
+CAPACITY_CUT = 0.9  # the most one near-SLO period may lower the estimate
+BREACH_CUT = 0.75
+TARGET_UTILIZATION = 0.85  # plan replicas to run at this fraction of the learned capacity
+TUNE_ITL_HIGH = 0.5  # keep ITL well inside its SLO: a smaller token budget costs TTFT little until saturation
+TUNE_ITL_LOW = 0.3
+TUNE_TTFT_HIGH = 0.7
+QUEUE_DRAIN_S = 30.0  # waiting requests count as load to be served within this time
+TREND_GAIN = 0.15  # EWMA weight of the newest arrival-rate slope
+
+
+@dataclass(frozen=True)
+class MetricsSnapshot:
+    """One look at a service. None means no data (Prometheus down, slow, or the series are empty)."""
+
+    time: float
+    ttft_p95_s: float | None
+    itl_p95_s: float | None
+    waiting: float | None
+    running: float | None
+    kv_usage: float | None
+    arrival_rate: float | None  # requests/s reaching the engines
+    ready_replicas: int
+    current_replicas: int  # replicas asked of the Deployment: ready + starting
+
+    @property
+    def idle(self) -> bool:
+        """Nothing arrives and nothing waits: latency quantiles have no samples, and that is not missing data."""
+        return self.arrival_rate == 0 and self.waiting == 0
+
+    def missing(self) -> list[str]:
+        names = ("waiting", "running", "arrival_rate") if self.idle else (
+            "ttft_p95_s", "itl_p95_s", "waiting", "running", "arrival_rate")
+        return [n for n in names if getattr(self, n) is None]
+
+    def latency_ratio(self, spec: PlannerSpec) -> tuple[float, float]:
+        """(TTFT p95 / SLO, ITL p95 / SLO); zero when idle."""
+        if self.idle and (self.ttft_p95_s is None or self.itl_p95_s is None):
+            return 0.0, 0.0
+        return self.ttft_p95_s / spec.ttft_slo_s, self.itl_p95_s / spec.itl_slo_s
+
+
+@dataclass(frozen=True)
+class PlannerSpec:
+    min_replicas: int
+    max_replicas: int
+    ttft_slo_s: float
+    itl_slo_s: float
+    scale_down_stabilization_s: float = 300.0
+    pod_start_s: float = 60.0  # expected time from scale-up to a ready pod (forecast horizon)
+    batch_tuning: bool = True
+    max_num_seqs_cap: int = 256  # startup capacity: the tuner never goes above these
+    max_num_batched_tokens_cap: int = 8192
+    min_num_batched_tokens: int = 512
+    min_num_seqs: int = 8
+    tune_cooldown_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.min_replicas < 0:
+            raise ValueError("autoscaling.minReplicas must be >= 0")
+        if self.max_replicas < max(self.min_replicas, 1):
+            raise ValueError("autoscaling.maxReplicas must be >= minReplicas and >= 1")
+        if self.ttft_slo_s <= 0 or self.itl_slo_s <= 0:
+            raise ValueError("slo.ttftP95Ms and slo.itlP95Ms must be > 0")
+        if self.min_num_batched_tokens > self.max_num_batched_tokens_cap:
+            raise ValueError("engine.maxNumBatchedTokens must be >= the tuner's floor (512)")
+        if self.min_num_seqs > self.max_num_seqs_cap:
+            raise ValueError("engine.maxNumSeqs must be >= the tuner's floor (8)")
+
+    @classmethod
+    def from_service_spec(cls, spec: dict) -> PlannerSpec:
+        """Read an InferenceService spec (camelCase, as stored in the API)."""
+        auto = spec.get("autoscaling") or {}
+        slo = spec.get("slo") or {}
+        engine = spec.get("engine") or {}
+        seqs_cap = int(engine.get("maxNumSeqs", 256))
+        tokens_cap = int(engine.get("maxNumBatchedTokens", 8192))
+        return cls(
+            min_replicas=int(auto.get("minReplicas", 1)),
+            max_replicas=int(auto.get("maxReplicas", 8)),
+            ttft_slo_s=float(slo.get("ttftP95Ms", 500)) / 1000,
+            itl_slo_s=float(slo.get("itlP95Ms", 50)) / 1000,
+            scale_down_stabilization_s=float(auto.get("scaleDownStabilizationSeconds", 300)),
+            batch_tuning=bool((spec.get("batchTuning") or {}).get("enabled", True)),
+            max_num_seqs_cap=seqs_cap,
+            max_num_batched_tokens_cap=tokens_cap,
+            min_num_batched_tokens=min(512, tokens_cap),
+            min_num_seqs=min(8, seqs_cap),
+        )
+
+
+# --- replicas ----------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReplicaState:
+    capacity_rps: float | None = None  # learned requests/s one replica serves inside the SLO
+    rate_trend: float = 0.0  # d(arrival rate)/dt, requests/s per second, smoothed
+    last_rate: float | None = None
+    last_time: float | None = None
+    recent_forecasts: tuple[tuple[float, float], ...] = ()  # (time, forecast requests/s), last window
+    last_scale_time: float | None = None
+
+    def to_status(self) -> dict:
+        d = asdict(self)
+        d["recent_forecasts"] = [list(r) for r in self.recent_forecasts]
+        return {_camel(k): v for k, v in d.items()}
+
+    @classmethod
+    def from_status(cls, status: dict | None) -> ReplicaState:
+        if not status:
+            return cls()
+        d = {k: status.get(_camel(k)) for k in cls.__dataclass_fields__}
+        recs = tuple((float(t), float(f)) for t, f in d.get("recent_forecasts") or ())
+        return cls(
+            capacity_rps=_opt_float(d["capacity_rps"]),
+            rate_trend=float(d["rate_trend"] or 0.0),
+            last_rate=_opt_float(d["last_rate"]),
+            last_time=_opt_float(d["last_time"]),
+            recent_forecasts=recs,
+            last_scale_time=_opt_float(d["last_scale_time"]),
+        )
+
+
+@dataclass(frozen=True)
+class ReplicaDecision:
+    replicas: int
+    reason: str
+    state: ReplicaState
+    limited: bool = False  # min/max clipped what the load asked for (condition ScalingLimited)
+    metrics_available: bool = True
+
+
+def plan_replicas(snap: MetricsSnapshot, state: ReplicaState, spec: PlannerSpec) -> ReplicaDecision:
+    current = snap.current_replicas
+    missing = snap.missing()
+    if missing or snap.ready_replicas == 0:
+        held, limited = _clamp(current, spec)
+        why = f"missing {', '.join(missing)}" if missing else "no ready replica to measure"
+        return ReplicaDecision(held, f"hold at {held}: no data ({why})", state, limited, metrics_available=False)
+
+    ready = snap.ready_replicas
+    rate = snap.arrival_rate
+    per_replica = rate / ready
+    ttft_ratio, itl_ratio = snap.latency_ratio(spec)
+    ratio = max(ttft_ratio, itl_ratio)
+    # while the tuner holds ITL inside the SLO, ITL says how the batch limits are set, not how loaded a replica
+    # is; TTFT (queueing for the token budget) is then the load signal
+    load_ratio = ttft_ratio if spec.batch_tuning and itl_ratio < NEAR_SLO else ratio
+    trend = state.rate_trend
+    if state.last_rate is not None and state.last_time is not None and snap.time > state.last_time:
+        slope = (rate - state.last_rate) / (snap.time - state.last_time)
+        trend = (1 - TREND_GAIN) * trend + TREND_GAIN * slope
+
+    capacity = state.capacity_rps
+    # what the latency headroom says one replica could carry: sublinear in the headroom, bounded per step
+    headroom_gain = min(max((NEAR_SLO / max(load_ratio, 1e-9)) ** HEADROOM_EXPONENT, MIN_GAIN), MAX_GAIN)
+    suggested = per_replica * headroom_gain
+    if capacity is None:
+        capacity, learned = max(suggested, 1e-3), "initial estimate"
+    elif ratio >= 1.0:
+        capacity, learned = min(capacity, per_replica * BREACH_CUT), "SLO breached: capacity cut"
+    elif suggested < capacity and load_ratio >= COMFORTABLE:
+        capacity, learned = max(suggested, capacity * CAPACITY_CUT), "latency nears the SLO: capacity lowered"
+    elif suggested > capacity and per_replica >= LOADED * capacity and snap.waiting < ready:
+        capacity, learned = capacity + CAPACITY_GAIN * (suggested - capacity), "room on both SLOs: capacity raised"
+    else:
+        learned = "capacity kept"
+    capacity = max(capacity, 1e-3)
+
+    horizon = spec.pod_start_s  # a pod asked for now helps this much later
+    forecast = rate + max(trend, 0.0) * horizon + snap.waiting / QUEUE_DRAIN_S
+    wanted = math.ceil(forecast / (capacity * TARGET_UTILIZATION) - 1e-9)
+    if ratio >= 1.0 and current == ready:  # breach with nothing on the way: at least one more now
+        wanted = max(wanted, current + 1)
+    wanted_clamped, limited = _clamp(wanted, spec)
+
+    # scale down only as far as the highest forecast of the stabilization window needs, at today's capacity
+    window = [(t, f) for t, f in state.recent_forecasts if snap.time - t < spec.scale_down_stabilization_s]
+    window.append((snap.time, forecast))
+    if wanted_clamped >= current:
+        replicas = wanted_clamped
+    else:
+        peak = max(f for _, f in window)
+        replicas = min(current, math.ceil(peak / (capacity * TARGET_UTILIZATION) - 1e-9))
+    replicas, clipped = _clamp(replicas, spec)
+    limited = limited or clipped
+
+    detail = (
+        f"arrivals {rate:.2f}/s (forecast {forecast:.2f}/s), capacity {capacity:.2f}/s per replica ({learned}), "
+        f"p95/SLO {ratio:.2f}, waiting {snap.waiting:.0f}"
+    )
+    if replicas > current:
+        reason = f"scale up {current} -> {replicas}: {detail}"
+    elif replicas < current:
+        reason = f"scale down {current} -> {replicas}: {detail}"
+    else:
+        reason = f"hold at {current}: {detail}"
+    new_state = ReplicaState(
+        capacity_rps=capacity,
+        rate_trend=trend,
+        last_rate=rate,
+        last_time=snap.time,
+        recent_forecasts=tuple(window),
+        last_scale_time=snap.time if replicas != current else state.last_scale_time,
+    )
+    return ReplicaDecision(replicas, reason, new_state, limited)
+
+
+def _clamp(n: int, spec: PlannerSpec) -> tuple[int, bool]:
+    clamped = min(max(n, spec.min_replicas), spec.max_replicas)
+    return clamped, clamped != n
+
+
+# --- batch limits ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BatchState:
+    max_num_seqs: int
+    max_num_batched_tokens: int
+    last_tune_time: float | None = None
+
+    @classmethod
+    def initial(cls, spec: PlannerSpec) -> BatchState:
+        return cls(spec.max_num_seqs_cap, spec.max_num_batched_tokens_cap)
+
+    def to_status(self) -> dict:
+        return {"maxNumSeqs": self.max_num_seqs, "maxNumBatchedTokens": self.max_num_batched_tokens,
+                "lastTuneTime": self.last_tune_time}
+
+    @classmethod
+    def from_status(cls, status: dict | None, spec: PlannerSpec) -> BatchState:
+        if not status or status.get("maxNumSeqs") is None:
+            return cls.initial(spec)
+        seqs = min(max(int(status["maxNumSeqs"]), 1), spec.max_num_seqs_cap)  # caps may have shrunk since
+        tokens = min(max(int(status["maxNumBatchedTokens"]), 1), spec.max_num_batched_tokens_cap)
+        return cls(seqs, tokens, _opt_float(status.get("lastTuneTime")))
+
+
+@dataclass(frozen=True)
+class BatchDecision:
+    state: BatchState
+    reason: str
+    changed: bool = False
+
+
+def tune_batch_limits(snap: MetricsSnapshot, state: BatchState, spec: PlannerSpec) -> BatchDecision:
+    if not spec.batch_tuning:
+        initial = BatchState.initial(spec)
+        changed = (initial.max_num_seqs, initial.max_num_batched_tokens) != (
+            state.max_num_seqs, state.max_num_batched_tokens)
+        return BatchDecision(replace(initial, last_tune_time=state.last_tune_time), "batch tuning disabled", changed)
+    missing = snap.missing()
+    if missing:
+        return BatchDecision(state, f"hold: no data (missing {', '.join(missing)})")
+    if state.last_tune_time is not None and snap.time - state.last_tune_time < spec.tune_cooldown_s:
+        return BatchDecision(state, "hold: waiting for the last change to show in the metrics")
+    ttft, itl = snap.latency_ratio(spec)
+    seqs, tokens = state.max_num_seqs, state.max_num_batched_tokens
+    ready = max(snap.ready_replicas, 1)
+    if itl >= TUNE_ITL_HIGH:
+        if tokens > spec.min_num_batched_tokens:
+            tokens = max(spec.min_num_batched_tokens, _round_down(tokens * 0.75, 256))
+            why = f"ITL p95 at {itl:.0%} of SLO: cut token budget (shorter prefill chunks per step)"
+        else:
+            seqs = max(spec.min_num_seqs, int(seqs * 0.8))
+            why = f"ITL p95 at {itl:.0%} of SLO, token budget at its floor: cut admission cap"
+    elif ttft >= TUNE_TTFT_HIGH and itl < TUNE_ITL_LOW:
+        tokens = min(spec.max_num_batched_tokens_cap, _round_down(tokens * 1.25 + 255, 256))
+        why = f"TTFT p95 at {ttft:.0%} of SLO with ITL at {itl:.0%}: raise token budget (prefill faster)"
+    elif snap.waiting >= ready and itl < COMFORTABLE and ttft < COMFORTABLE and snap.running >= 0.9 * seqs * ready:
+        seqs = min(spec.max_num_seqs_cap, int(math.ceil(seqs * 1.25)))
+        why = f"{snap.waiting:.0f} waiting at the admission cap with room on both SLOs: raise admission cap"
+    else:
+        return BatchDecision(state, f"hold: TTFT p95 at {ttft:.0%}, ITL p95 at {itl:.0%} of SLO")
+    if (seqs, tokens) == (state.max_num_seqs, state.max_num_batched_tokens):
+        return BatchDecision(state, f"hold at the bounds: {why}")
+    new = BatchState(seqs, tokens, snap.time)
+    return BatchDecision(new, f"{why}; maxNumSeqs {seqs}, maxNumBatchedTokens {tokens}", True)
+
+
+def _round_down(x: float, step: int) -> int:
+    return max(step, int(x) // step * step)
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(w.title() for w in rest)
+
+
+def _opt_float(v) -> float | None:
+    return None if v is None else float(v)
+
+
+__all__ = [
+    "BatchDecision", "BatchState", "MetricsSnapshot", "PlannerSpec", "ReplicaDecision", "ReplicaState",
+    "plan_replicas", "tune_batch_limits",
+]

@@ -1,0 +1,73 @@
+"""Plain helpers for the operator tests (fixtures live in conftest.py)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import shutil
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any, Callable
+
+REPO = Path(__file__).resolve().parents[2]
+CRD = REPO / "crds" / "inferenceservice.yaml"
+names = itertools.count()  # unique namespace names
+
+
+class Http:
+    """Plain JSON calls to the API (what a kubelet or controller would do; never the kubernetes package)."""
+
+    def __init__(self, url: str):
+        self.url = url
+
+    def call(self, method: str, path: str, body: Any = None,
+             content_type: str = "application/merge-patch+json") -> tuple[int, Any]:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(self.url + path, data=data, method=method,
+                                         headers={"Content-Type": content_type, "Accept": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as resp:
+                return resp.status, json.loads(resp.read() or b"null")
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read() or b"null")
+
+    def get(self, path: str) -> Any:
+        status, body = self.call("GET", path)
+        return body if status == 200 else None
+
+
+def wait_for(check: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.05)
+
+
+def find_kubectl() -> str:
+    local = REPO / ".tools" / "kubectl"
+    found = shutil.which("kubectl") or (str(local) if local.exists() else None)
+    if found is None:
+        raise RuntimeError("kubectl is needed by these tests: put it on PATH or at .tools/kubectl")
+    return found
+
+
+def operator_config(**overrides):
+    from shoal.operator.config import OperatorConfig
+
+    settings = dict(engine_image="registry.example/shoal-engine:test", all_namespaces=True, liveness_port=None,
+                    metrics_port=None, standalone=True, resync_seconds=1.0)
+    settings.update(overrides)
+    return OperatorConfig(**settings)
+
+
+def isvc_yaml(name: str, namespace: str, **spec: Any) -> str:
+    body = {"apiVersion": "shoal.dev/v1alpha1", "kind": "InferenceService",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"model": {"name": "smollm2", "uri": "pvc://models/smollm2"}, **spec}}
+    return json.dumps(body)
