@@ -44,7 +44,8 @@ def test_decode_block_ids_past_32_bit_offsets(rng):
 
 
 def test_split_choice_fills_the_gpu_but_keeps_splits_long():
-    assert choose_num_splits(64, 8, 4096, 132) == 2
+    assert choose_num_splits(64, 8, 4096, 132) == 1
+    assert choose_num_splits(8, 8, 16384, 132) == 9
     assert choose_num_splits(1, 8, 32768, 132) == 66
     assert choose_num_splits(1, 8, 300, 132) == 2
     assert choose_num_splits(256, 8, 1024, 132) == 1

@@ -108,14 +108,25 @@ def _merge_kernel(
 
 def choose_num_splits(batch: int, num_kv_heads: int, max_context: int, num_sms: int,
                       waves: float = 4.0, min_tokens_per_split: int = 256) -> int:
-    """Enough programs for `waves` programs per SM, but never splits shorter than min_tokens_per_split."""
-    want = math.ceil(waves * num_sms / max(1, batch * num_kv_heads))
+    """One split when batch x KV heads already gives two programs per SM; otherwise enough
+    splits for `waves` programs per SM, never shorter than min_tokens_per_split.
+    (Tuned on an H100, bench/results/kernels_sweep.json: splitting a full GPU only adds a merge.)"""
+    programs = max(1, batch * num_kv_heads)
+    if programs >= 2 * num_sms:
+        return 1
+    want = math.ceil(waves * num_sms / programs)
     most = max(1, math.ceil(max_context / min_tokens_per_split))
     return max(1, min(want, most))
 
 
+# Launch configs from the H100 sweep: long tiles when each program owns a whole sequence,
+# shorter ones (more programs resident per SM) when the sequence is split.
+DIRECT_CONFIG = dict(block_n=64, num_warps=4, num_stages=3)
+SPLIT_CONFIG = dict(block_n=32, num_warps=4, num_stages=3)
+
+
 def paged_decode_attention(q, k_cache, v_cache, block_tables, context_lens, scale, *,
-                           num_splits=None, block_n=64, num_warps=4, num_stages=2,
+                           num_splits=None, block_n=None, num_warps=None, num_stages=None,
                            waves=4.0, out=None):
     """q [B,Hq,D]; k_cache/v_cache [num_blocks, page, Hk, D]; block_tables [B,M] int32;
     context_lens [B] int32 (may be 0 for padded rows: their output is 0). Returns [B,Hq,D]
@@ -133,6 +144,10 @@ def paged_decode_attention(q, k_cache, v_cache, block_tables, context_lens, scal
     if num_splits is None:
         num_splits = choose_num_splits(batch, num_kv_heads, block_tables.shape[1] * page,
                                        num_sms(q.device), waves=waves)
+    tuned = DIRECT_CONFIG if num_splits == 1 else SPLIT_CONFIG
+    block_n = block_n or tuned["block_n"]
+    num_warps = num_warps or tuned["num_warps"]
+    num_stages = num_stages or tuned["num_stages"]
     block_n = max(16, min(block_n, next_pow2(block_tables.shape[1] * page)))
     if num_splits > 1:
         part_out = torch.empty(batch * num_q_heads * num_splits, head_dim, device=q.device,

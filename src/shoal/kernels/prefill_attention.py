@@ -112,9 +112,9 @@ def _prefill_kernel(
 
 
 def paged_prefill_attention(q, k_cache, v_cache, block_tables, cu_seqlens_q, context_lens, scale, *,
-                            block_m=64, block_n=64, num_warps=4, num_stages=2, out=None):
+                            block_m=128, block_n=128, num_warps=8, num_stages=3, out=None):
     """q [T,Hq,D] packed; cu_seqlens_q [B+1] int32; context_lens [B] int32 (kv length incl. the
-    new tokens). Returns [T,Hq,D]."""
+    new tokens). Returns [T,Hq,D]. Default tiles: best of the H100 sweep (bench/results/kernels_sweep.json)."""
     total, num_q_heads, head_dim = q.shape
     num_kv_heads, page = k_cache.shape[2], k_cache.shape[1]
     if num_q_heads % num_kv_heads:
