@@ -27,6 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                       help="override the example's scaleDownStabilizationSeconds")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--no-live", action="store_true", help="print one line a second instead of the live view")
+    demo.add_argument("--keep-logs", action="store_true", help="keep the fleet's folder (logs, kubeconfig) after the run")
     demo.add_argument("--operator-arg", action="append", default=[], help="extra argument for `shoal operator`")
     demo.set_defaults(func=run_demo)
 
@@ -65,6 +66,7 @@ def run_demo(args: argparse.Namespace) -> int:
         live=not args.no_live,
         command=command_line(),
         operator_args=tuple(args.operator_arg),
+        keep_logs=args.keep_logs,
         **kwargs,
     )
     return _report_errors("shoal demo", lambda: asyncio.run(demo(settings)))

@@ -50,6 +50,7 @@ class DemoSettings:
     command: str = "shoal demo"
     operator_args: tuple[str, ...] = ()
     ready_timeout_s: float = 240.0
+    keep_logs: bool = False
 
 
 def load_service(example: Path, max_replicas_cap: int, stabilization_s: int | None) -> tuple[dict, list[str]]:
@@ -141,7 +142,8 @@ async def run_demo(settings: DemoSettings) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
 
-    fleet = LocalFleet(FleetSettings(cores_per_replica=settings.cores_per_replica, operator_args=settings.operator_args))
+    fleet = LocalFleet(FleetSettings(cores_per_replica=settings.cores_per_replica, operator_args=settings.operator_args,
+                                     keep_workdir=settings.keep_logs))
     svc, notes = load_service(settings.example, fleet.slots.capacity, settings.scale_down_stabilization_s)
     ns, name = svc["metadata"]["namespace"], svc["metadata"]["name"]
     slo = svc["spec"].get("slo") or {}
@@ -160,7 +162,8 @@ async def run_demo(settings: DemoSettings) -> int:
         hints = [
             f"kubeconfig: {fleet.kubeconfig}",
             f"  try: KUBECONFIG={fleet.kubeconfig} kubectl get shoal -A ; kubectl describe shoal {name} ; kubectl get pods",
-            f"Prometheus: {fleet.prometheus.url}    logs: {fleet.workdir}    Ctrl-C stops everything",
+            f"Prometheus: {fleet.prometheus.url}    logs: {fleet.workdir}"
+            f"{'' if settings.keep_logs else ' (removed at the end; --keep-logs keeps them)'}    Ctrl-C stops everything",
         ]
         console.print("\n".join(hints))
         await apply(fleet, svc)
