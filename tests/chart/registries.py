@@ -23,7 +23,7 @@ class Series:
     name: str
     family: str
     kind: str
-    labels: frozenset[str]
+    labels: frozenset[str] | None  # None: a labelled metric with no child yet, whose label names are not exposed
 
 
 def exposed_series(registry) -> dict[str, Series]:
@@ -37,7 +37,8 @@ def exposed_series(registry) -> dict[str, Series]:
             name = family.name + suffix
             series_labels = labels if suffix == "_bucket" else labels - {"le", "quantile"} | (
                 {"quantile"} if family.type == "summary" and suffix == "" else set())
-            out[name] = Series(name, family.name, family.type, frozenset(series_labels))
+            out[name] = Series(name, family.name, family.type,
+                               frozenset(series_labels) if family.samples else None)
     return out
 
 

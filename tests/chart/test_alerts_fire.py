@@ -51,7 +51,18 @@ def test_burn_rate_alerts_follow_the_error_ratio(helm, tmp_path):
         series(f"{ttft}_bucket", "calm", "0+98x150", le="0.5"),
         series(f"{itl}_count", "calm", "0+100x150"),
         series(f"{itl}_bucket", "calm", "0+98x150", le="0.05"),
+        # The operator wants 3 replicas of chat, 1 is ready; calm has all it wants.
+        {"series": 'shoal_operator_desired_replicas{namespace="ml", service="chat", job="shoal-operator"}',
+         "values": "3x150"},
+        {"series": 'shoal_operator_ready_replicas{namespace="ml", service="chat", job="shoal-operator"}',
+         "values": "1x150"},
+        {"series": 'shoal_operator_desired_replicas{namespace="ml", service="calm", job="shoal-operator"}',
+         "values": "2x150"},
+        {"series": 'shoal_operator_ready_replicas{namespace="ml", service="calm", job="shoal-operator"}',
+         "values": "2x150"},
     ]
+    operator_rules = [r for g in groups if g["name"] == "shoal-operator" for r in g["rules"]]
+    (not_ready,) = [r for r in operator_rules if r["alert"] == "ShoalReplicasNotReady"]
     burning = "ShoalTTFTBudgetBurn"
     tests = [{
         "interval": "1m",
@@ -64,6 +75,13 @@ def test_burn_rate_alerts_follow_the_error_ratio(helm, tmp_path):
             {"eval_time": "130m", "alertname": burning,
              "exp_alerts": [expected(chat_rules, burning, w) for w in ("6h", "1d", "3d")]},
             {"eval_time": "115m", "alertname": "ShoalITLBudgetBurn", "exp_alerts": []},
+            # Not ready for less than `for` (15m): pending, no alert; after it: firing, for chat only.
+            {"eval_time": "10m", "alertname": "ShoalReplicasNotReady", "exp_alerts": []},
+            {"eval_time": "20m", "alertname": "ShoalReplicasNotReady", "exp_alerts": [{
+                "exp_labels": {"severity": "warning", "namespace": "ml", "service": "chat"},
+                "exp_annotations": {
+                    "summary": "ml/chat has fewer ready replicas than the operator wants",
+                    "description": not_ready["annotations"]["description"]}}]},
         ],
         "promql_expr_test": [
             {"expr": 'shoal:slo_ttft_p95_seconds{service="chat"}', "eval_time": "1m",

@@ -88,6 +88,17 @@ def test_engine_image_packages_suffice_for_the_engine():
     assert "--model" in result.stdout
 
 
+def test_operator_image_packages_suffice_for_the_operator():
+    code = ("import importlib, pkgutil, shoal.operator\n"
+            "for m in pkgutil.iter_modules(shoal.operator.__path__, 'shoal.operator.'):\n"
+            "    importlib.import_module(m.name)\n"
+            "from shoal.cli import main\n"
+            "raise SystemExit(main(['operator', '--help']))\n")
+    result = run_guarded(code, DOCKER / "operator-requirements.txt", REPO)
+    assert result.returncode == 0, result.stderr
+    assert "--prometheus-url" in result.stdout
+
+
 def test_the_guard_refuses_what_an_image_lacks():
     result = run_guarded("import torch", DOCKER / "operator-requirements.txt", REPO)
     assert result.returncode != 0 and "No module named 'torch'" in result.stderr

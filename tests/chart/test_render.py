@@ -14,8 +14,10 @@ from .conftest import ALL_ON, CHART, REPO, find, render, run_helm
 # The oldest Kubernetes the chart supports (Chart.yaml's kubeVersion ">=X.Y.Z-0") and the newest the validator knows.
 OLDEST = yaml.safe_load((CHART / "Chart.yaml").read_text())["kubeVersion"].removeprefix(">=").removesuffix("-0")
 KUBERNETES_VERSIONS = [OLDEST, kubernetes_validate.latest_version()]
-# Kinds whose schema is not part of Kubernetes (prometheus-operator); checked by their own tests.
-NON_CORE = {"ServiceMonitor", "PodMonitor", "PrometheusRule"}
+# Kinds whose schema is not part of Kubernetes: prometheus-operator's (checked by promtool and their own tests)
+# and kopf's peering objects (their CRDs ship in the chart's crds/, validated below).
+MONITORING = {"ServiceMonitor", "PodMonitor", "PrometheusRule"}
+NON_CORE = MONITORING | {"ClusterKopfPeering", "KopfPeering"}
 
 
 @pytest.mark.parametrize("values", [{}, ALL_ON], ids=["defaults", "all-on"])
@@ -53,36 +55,49 @@ def test_the_validator_rejects_what_it_should(rendered_default):
 def test_every_optional_feature_renders(rendered_default, rendered_all_on):
     default_kinds = {o["kind"] for o in rendered_default}
     all_kinds = {o["kind"] for o in rendered_all_on}
-    assert not default_kinds & NON_CORE, "monitoring objects need prometheus-operator: off by default"
-    assert NON_CORE <= all_kinds
+    assert not default_kinds & MONITORING, "monitoring objects need prometheus-operator: off by default"
+    assert MONITORING <= all_kinds
 
 
 def test_chart_crds_are_byte_identical_to_crds_dir():
     sources = sorted(p.name for p in (REPO / "crds").glob("*.yaml"))
-    copies = sorted(p.name for p in (CHART / "crds").glob("*.yaml"))
-    assert sources and sources == copies
+    assert sources
     for name in sources:
         assert (CHART / "crds" / name).read_bytes() == (REPO / "crds" / name).read_bytes(), name
+    assert sorted(p.name for p in (CHART / "crds").glob("*.yaml")) == sorted(sources + ["kopf-peering.yaml"])
     check = subprocess.run(["bash", str(REPO / "scripts" / "sync_chart_crds.sh"), "--check"],
                            capture_output=True, text=True)
     assert check.returncode == 0, check.stderr
 
 
+def test_chart_peering_crds_are_verbatim_from_deploy():
+    # Only the CRD documents: crds/ may hold nothing else; the peering object is a template.
+    source = (REPO / "deploy" / "kopf-peering.yaml").read_text()
+    copy = (CHART / "crds" / "kopf-peering.yaml").read_text()
+    source_crds = [d for d in yaml.safe_load_all(source) if d and d["kind"] == "CustomResourceDefinition"]
+    assert [d for d in yaml.safe_load_all(copy) if d] == source_crds and len(source_crds) == 2
+    for document in copy.split("---\n"):
+        assert document in source
+
+
 def test_sync_script_repairs_a_drifted_copy(tmp_path):
     # A copy of the relevant tree, so the real chart is never touched.
-    for rel in ("scripts/sync_chart_crds.sh", "crds", "charts/shoal/crds"):
+    for rel in ("scripts/sync_chart_crds.sh", "crds", "deploy", "charts/shoal/crds"):
         src = REPO / rel
         subprocess.run(["mkdir", "-p", str((tmp_path / rel).parent)], check=True)
         subprocess.run(["cp", "-r", str(src), str(tmp_path / rel)], check=True)
-    copy = next((tmp_path / "charts/shoal/crds").glob("*.yaml"))
+    copy = tmp_path / "charts/shoal/crds/inferenceservice.yaml"
     copy.write_text(copy.read_text() + "# hand edit\n")
     (tmp_path / "charts/shoal/crds/stale.yaml").write_text("{}\n")
     script = tmp_path / "scripts/sync_chart_crds.sh"
     check = subprocess.run(["bash", str(script), "--check"], capture_output=True, text=True)
     assert check.returncode == 1 and "differs" in check.stderr and "stale.yaml" in check.stderr
+    (tmp_path / "charts/shoal/crds/kopf-peering.yaml").unlink()
     subprocess.run(["bash", str(script)], check=True)
     assert copy.read_bytes() == (tmp_path / "crds" / copy.name).read_bytes()
     assert not (tmp_path / "charts/shoal/crds/stale.yaml").exists()
+    assert (tmp_path / "charts/shoal/crds/kopf-peering.yaml").read_bytes() == \
+        (CHART / "crds" / "kopf-peering.yaml").read_bytes()
     assert subprocess.run(["bash", str(script), "--check"]).returncode == 0
 
 

@@ -79,6 +79,24 @@ def test_rbac_binds_only_the_operator_account(rendered_default):
     assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == account["metadata"]["name"]
 
 
+def normalized_rules(role: dict) -> set:
+    """A role's grants as (apiGroup, resource, verb) triples: equal sets grant exactly the same."""
+    return {(group, resource, verb) for rule in role["rules"] for group in rule.get("apiGroups", [])
+            for resource in rule.get("resources", []) for verb in rule.get("verbs", [])}
+
+
+def test_chart_rbac_equals_deploy_rbac(rendered_default):
+    import yaml
+
+    from .conftest import REPO
+
+    (deploy_role,) = [d for d in yaml.safe_load_all((REPO / "deploy" / "rbac.yaml").read_text())
+                      if d and d["kind"] == "ClusterRole"]
+    (chart_role,) = find(rendered_default, "ClusterRole")
+    assert normalized_rules(chart_role) == normalized_rules(deploy_role)
+    assert wildcard_problems([deploy_role]) == []
+
+
 def test_wildcard_check_catches_wildcards():
     role = {"kind": "ClusterRole", "metadata": {"name": "r"},
             "rules": [{"apiGroups": [""], "resources": ["*"], "verbs": ["get"]},
@@ -104,3 +122,42 @@ def test_hardening_check_catches_a_root_pod():
     for expected in ("runAsNonRoot", "runAsUser is 0", "allowPrivilegeEscalation", "writable", "capabilities",
                      "seccomp"):
         assert expected in found
+
+
+def engine_deployments():
+    """The engine Deployment the operator's builder makes for every InferenceService in examples/."""
+    import yaml
+
+    from shoal.operator.builders import build_deployment
+    from shoal.operator.config import OperatorConfig, ServiceSpec
+
+    from .conftest import REPO
+    from .crd_validation import apply_defaults, load_crd_schema
+
+    schema = load_crd_schema(REPO / "crds" / "inferenceservice.yaml")
+    config = OperatorConfig(all_namespaces=True)
+    out = []
+    for path in sorted((REPO / "examples").glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc and doc["kind"] == "InferenceService":
+                isvc = apply_defaults(schema, doc)  # as the API server stores it
+                isvc["metadata"].setdefault("namespace", "default")
+                isvc["metadata"]["uid"] = "00000000-0000-0000-0000-000000000001"
+                spec = ServiceSpec.from_body(isvc["spec"])
+                out.append((path.name, build_deployment(isvc, spec, config, replicas=spec.replicas)))
+    return out
+
+
+def test_engine_pods_built_by_the_operator_are_hardened():
+    deployments = engine_deployments()
+    assert len(deployments) >= 6
+    for example, deployment in deployments:
+        for name, spec in pod_specs([deployment]):
+            assert hardening_problems(f"{example}:{name}", spec) == []
+
+
+def test_engine_deployments_pass_strict_validation():
+    import kubernetes_validate
+
+    for example, deployment in engine_deployments():
+        kubernetes_validate.validate(deployment, kubernetes_validate.latest_version(), strict=True)

@@ -36,9 +36,10 @@ app.kubernetes.io/name: shoal-operator
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
+{{/* shoal.labels already carries app.kubernetes.io/instance, the other selector label. */}}
 {{- define "shoal.operatorLabels" -}}
 {{ include "shoal.labels" . }}
-{{ include "shoal.operatorSelectorLabels" . }}
+app.kubernetes.io/name: shoal-operator
 app.kubernetes.io/component: operator
 {{- end }}
 
@@ -83,6 +84,7 @@ app.kubernetes.io/component: operator
 - {{ printf "--prometheus-url=%s" . | quote }}
 {{- end }}
 - {{ printf "--engine-image=%s" (include "shoal.engineImage" .) | quote }}
+- {{ printf "--peering=%s" (include "shoal.fullname" .) | quote }}
 - {{ printf "--liveness-port=%v" .Values.operator.healthPort | quote }}
 - {{ printf "--metrics-port=%v" .Values.operator.metricsPort | quote }}
 {{- range .Values.operator.extraArgs }}
