@@ -137,3 +137,14 @@ def test_operator_args_follow_values(helm, tmp_path, rendered_default, rendered_
     all_on = args(rendered_all_on)
     assert "--namespace=ml" in all_on and "--namespace=dev" in all_on and "--all-namespaces" not in all_on
     assert any(a.startswith("--engine-image=shoal/engine:") for a in all_on)
+
+
+def test_chart_packages_with_its_crds_and_dashboard(helm, tmp_path):
+    import tarfile
+
+    run_helm(helm, "package", str(CHART), "--destination", str(tmp_path))
+    (archive,) = tmp_path.glob("shoal-*.tgz")
+    names = set(tarfile.open(archive).getnames())
+    for expected in ("shoal/Chart.yaml", "shoal/values.schema.json", "shoal/crds/inferenceservice.yaml",
+                     "shoal/crds/kopf-peering.yaml", "shoal/dashboards/shoal.json", "shoal/templates/NOTES.txt"):
+        assert expected in names
