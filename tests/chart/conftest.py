@@ -52,11 +52,23 @@ def run_helm(helm: Path, *args: str, values: dict | None = None, tmp_path: Path 
     return result
 
 
+class StrictLoader(yaml.SafeLoader):
+    """A YAML loader that refuses duplicate keys (PyYAML keeps the last silently; kubectl may refuse them)."""
+
+    def construct_mapping(self, node, deep=False):
+        keys = [self.construct_object(k, deep=deep) for k, _ in node.value]
+        duplicates = {k for k in keys if keys.count(k) > 1}
+        if duplicates:
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate keys {sorted(duplicates)}",
+                                                    node.start_mark)
+        return super().construct_mapping(node, deep=deep)
+
+
 def render(helm: Path, tmp_path: Path, values: dict | None = None) -> list[dict]:
-    """The chart's templates rendered by `helm template`, as a list of objects."""
+    """The chart's templates rendered by `helm template`, as a list of objects (duplicate keys refused)."""
     out = run_helm(helm, "template", "shoal", str(CHART), "--namespace", "shoal-system",
                    values=values or {}, tmp_path=tmp_path).stdout
-    return [doc for doc in yaml.safe_load_all(out) if doc]
+    return [doc for doc in yaml.load_all(out, Loader=StrictLoader) if doc]
 
 
 def find(objects: list[dict], kind: str) -> list[dict]:

@@ -148,3 +148,10 @@ def test_chart_packages_with_its_crds_and_dashboard(helm, tmp_path):
     for expected in ("shoal/Chart.yaml", "shoal/values.schema.json", "shoal/crds/inferenceservice.yaml",
                      "shoal/crds/kopf-peering.yaml", "shoal/dashboards/shoal.json", "shoal/templates/NOTES.txt"):
         assert expected in names
+
+
+def test_rendering_refuses_duplicate_keys():
+    from .conftest import StrictLoader
+
+    with pytest.raises(yaml.constructor.ConstructorError, match="duplicate keys"):
+        yaml.load("metadata:\n  labels: {a: '1'}\n  labels: {b: '2'}\n", Loader=StrictLoader)
