@@ -23,11 +23,6 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
     config = memo.config
-    settings.posting.level = logging.INFO
-    settings.watching.server_timeout = 300  # reconnect watches regularly, as client-go does
-    settings.networking.request_timeout = 60
-    settings.batching.worker_limit = None
-    settings.persistence.finalizer = "shoal.dev/operator"  # never added: no deletion handlers
     info = kopf.login_with_service_account(settings=settings) or kopf.login_with_kubeconfig(settings=settings)
     if info is None:
         raise kopf.PermanentError("no Kubernetes credentials: not in a pod and no kubeconfig found")
@@ -48,7 +43,7 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
 
 
 @kopf.on.event(group=labels.GROUP, version=labels.VERSION, plural=labels.PLURAL)
-def inferenceservice_event(event: dict[str, Any], memo: kopf.Memo, **_: Any) -> None:
+async def inferenceservice_event(event: dict[str, Any], memo: kopf.Memo, **_: Any) -> None:
     memo.controller.observe_service(event.get("type"), event["object"])
 
 
@@ -56,7 +51,7 @@ def _child_handler(kind: kube.Kind) -> None:
     group, _, version = kind.api_version.rpartition("/")
 
     @kopf.on.event(group=group, version=version, plural=kind.plural, labels=CHILD_FILTER, id=f"child-{kind.plural}")
-    def child_event(event: dict[str, Any], memo: kopf.Memo, **_: Any) -> None:
+    async def child_event(event: dict[str, Any], memo: kopf.Memo, **_: Any) -> None:
         if memo.get("controller") is not None:
             memo.controller.observe_child(kind, event.get("type"), event["object"])
 

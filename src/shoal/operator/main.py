@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import threading
 from typing import Any
 
@@ -15,6 +14,7 @@ import kopf
 
 from shoal.operator import handlers  # noqa: F401  (registers the handlers)
 from shoal.operator.config import OperatorConfig
+from shoal.operator.kopf_settings import operator_settings
 from shoal.operator.metrics import OperatorMetrics
 
 
@@ -33,14 +33,7 @@ async def run_operator(config: OperatorConfig, *, stop_flag: Any = None, ready_f
     if config.metrics_port is not None:
         start_metrics_server(metrics, config.metrics_port)
     liveness = f"http://0.0.0.0:{config.liveness_port}/healthz" if config.liveness_port is not None else None
-    settings = kopf.OperatorSettings()
-    settings.peering.name = config.peering_name
-    settings.peering.mandatory = False  # peering when its CRD is installed (the chart does), else standalone
-    settings.peering.standalone = config.standalone
-    settings.peering.clusterwide = config.all_namespaces
-    # kopf pauses an operator that sees a live peer of higher priority; equal priorities would both act
-    settings.peering.priority = (config.peering_priority if config.peering_priority is not None
-                                 else random.randint(1, 1_000_000))
+    settings = operator_settings(config)
     await kopf.operator(
         settings=settings,
         clusterwide=config.all_namespaces,
