@@ -1,19 +1,35 @@
 """The model's math, one function per operation (the contract in INTERFACES.md).
 
 Each function here is the PyTorch implementation, correct on CPU and any device.
-Faster device kernels plug in behind the same signatures.
+On CUDA the Triton kernels of shoal.kernels run instead, behind the same signatures
+(SHOAL_KERNELS=0 keeps the PyTorch code there too, for comparisons).
 """
 
 from __future__ import annotations
 
+import os
+
 import torch
 import torch.nn.functional as F
+
+USE_KERNELS = os.environ.get("SHOAL_KERNELS", "1") != "0"
+
+
+def _kernels(t: torch.Tensor):
+    """shoal.kernels when `t` is on CUDA (imported only there: it needs Triton), else None."""
+    if not USE_KERNELS or t.device.type != "cuda":
+        return None
+    import shoal.kernels
+
+    return shoal.kernels
 
 
 def rms_norm(
     x: torch.Tensor, weight: torch.Tensor, eps: float, residual: torch.Tensor | None = None
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """RMSNorm in float32 like Hugging Face; with `residual`, adds it first and returns (out, x + residual)."""
+    if (kernels := _kernels(x)) is not None:
+        return kernels.rms_norm(x, weight, eps, residual)
     if residual is not None:
         x = x + residual
         residual = x
@@ -27,6 +43,8 @@ def rotary_embedding(
     positions: torch.Tensor, q: torch.Tensor, k: torch.Tensor, cos_sin_cache: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Neox-style rotary embedding; cos_sin_cache rows are cat(cos[:D/2], sin[:D/2])."""
+    if (kernels := _kernels(q)) is not None:
+        return kernels.rotary_embedding(positions, q, k, cos_sin_cache)
     half = cos_sin_cache.shape[-1] // 2
     cos_sin = cos_sin_cache[positions]
     cos = cos_sin[:, None, :half].repeat(1, 1, 2).to(q.dtype)
@@ -40,6 +58,8 @@ def _rotate_half(x: torch.Tensor) -> torch.Tensor:
 
 
 def silu_and_mul(x: torch.Tensor) -> torch.Tensor:
+    if (kernels := _kernels(x)) is not None:
+        return kernels.silu_and_mul(x)
     half = x.shape[-1] // 2
     return F.silu(x[..., :half]) * x[..., half:]
 
@@ -48,6 +68,8 @@ def write_kv(
     k: torch.Tensor, v: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, slot_mapping: torch.Tensor
 ) -> None:
     """Scatter new K/V [T, Hk, D] into the paged caches [num_blocks, block_size, Hk, D] at `slot_mapping`."""
+    if (kernels := _kernels(k)) is not None:  # also skips negative slots (padding rows of CUDA graphs)
+        return kernels.write_kv(k.to(k_cache.dtype), v.to(v_cache.dtype), k_cache, v_cache, slot_mapping)
     k_cache.view(-1, *k_cache.shape[2:]).index_copy_(0, slot_mapping, k.to(k_cache.dtype))
     v_cache.view(-1, *v_cache.shape[2:]).index_copy_(0, slot_mapping, v.to(v_cache.dtype))
 
@@ -61,6 +83,8 @@ def paged_decode_attention(
     scale: float,
 ) -> torch.Tensor:
     """One query per sequence attending to its `context_lens[b]` cached tokens: [B, Hq, D]."""
+    if (kernels := _kernels(q)) is not None:
+        return kernels.paged_decode_attention(q, k_cache, v_cache, block_tables, context_lens, scale)
     batch, num_heads, head_dim = q.shape
     max_len = int(context_lens.max())
     k, v = _gather(k_cache, v_cache, block_tables, max_len)  # [B, L, Hk, D]
@@ -87,6 +111,8 @@ def paged_prefill_attention(
     scale: float,
 ) -> torch.Tensor:
     """Causal attention for packed queries [T, Hq, D]; query i of sequence b sits at context_lens[b] - q_len_b + i."""
+    if (kernels := _kernels(q)) is not None:
+        return kernels.paged_prefill_attention(q, k_cache, v_cache, block_tables, cu_seqlens_q, context_lens, scale)
     out = torch.empty_like(q)
     num_heads = q.shape[1]
     starts = cu_seqlens_q.tolist()
