@@ -76,3 +76,13 @@ def test_broken_specs_are_refused(schema, what, breaks, field):
     errors = validation_errors(schema, obj)
     assert errors, f"{what} was admitted"
     assert any(field in e for e in errors), errors
+
+
+def test_core_objects_in_examples_pass_strict_validation():
+    import kubernetes_validate
+
+    core = [d for p in EXAMPLES for d in yaml.safe_load_all(p.read_text())
+            if d and d["apiVersion"] in ("autoscaling/v2", "v1", "apps/v1")]
+    assert core, "the HPA example holds a core object"
+    for obj in core:
+        kubernetes_validate.validate(obj, kubernetes_validate.latest_version(), strict=True)
