@@ -22,10 +22,10 @@ from dataclasses import asdict, dataclass, replace
 
 # Thresholds on the latency ratio (p95 / SLO). Why these values: docs/autoscaling.md, section "Margins".
 NEAR_SLO = 0.8  # the latency ratio (p95 / SLO) the capacity estimate aims to keep replicas under
-COMFORTABLE = 0.6  # above this the estimate may only fall
+COMFORTABLE = 0.5  # the estimate rises only below this, falls only above NEAR_SLO: a dead band against noise
 HEADROOM_EXPONENT = 0.5  # latency is flat then steep in load: trust headroom only sublinearly
 MIN_GAIN, MAX_GAIN = 0.75, 1.6  # bounds on one step's load-per-replica change the headroom may suggest
-LOADED = 0.6  # learn upward only while replicas carry at least this fraction of the estimate
+LOADED = 0.5  # learn upward only while replicas carry at least this fraction of the estimate
 CAPACITY_GAIN = 0.3  # EWMA weight toward a higher suggestion
 CAPACITY_CUT = 0.9  # the most one near-SLO period may lower the estimate
 BREACH_CUT = 0.75
@@ -188,9 +188,10 @@ def plan_replicas(snap: MetricsSnapshot, state: ReplicaState, spec: PlannerSpec)
         capacity, learned = max(suggested, 1e-3), "initial estimate"
     elif ratio >= 1.0:
         capacity, learned = min(capacity, per_replica * BREACH_CUT), "SLO breached: capacity cut"
-    elif suggested < capacity and load_ratio >= COMFORTABLE:
+    elif suggested < capacity and load_ratio >= NEAR_SLO:
         capacity, learned = max(suggested, capacity * CAPACITY_CUT), "latency nears the SLO: capacity lowered"
-    elif suggested > capacity and per_replica >= LOADED * capacity and snap.waiting < ready:
+    elif suggested > capacity and load_ratio < COMFORTABLE and per_replica >= LOADED * capacity \
+            and snap.waiting < ready:
         capacity, learned = capacity + CAPACITY_GAIN * (suggested - capacity), "room on both SLOs: capacity raised"
     else:
         learned = "capacity kept"

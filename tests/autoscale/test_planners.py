@@ -1,0 +1,243 @@
+"""The pure planners on scripted metric sequences."""
+
+from __future__ import annotations
+
+import json
+import random
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from shoal.operator.planners import (
+    BatchState, MetricsSnapshot, PlannerSpec, ReplicaState, plan_replicas, tune_batch_limits,
+)
+
+SPEC = PlannerSpec(min_replicas=1, max_replicas=10, ttft_slo_s=0.5, itl_slo_s=0.05,
+                   scale_down_stabilization_s=300, pod_start_s=60)
+
+
+def snap(t=0.0, rate=40.0, ttft=0.2, itl=0.02, waiting=0.0, running=50.0, kv=0.3, ready=4, current=None):
+    return MetricsSnapshot(time=t, ttft_p95_s=ttft, itl_p95_s=itl, waiting=waiting, running=running, kv_usage=kv,
+                           arrival_rate=rate, ready_replicas=ready,
+                           current_replicas=ready if current is None else current)
+
+
+def learned(capacity=12.0, t=0.0, rate=40.0):
+    return ReplicaState(capacity_rps=capacity, last_rate=rate, last_time=t)
+
+
+def test_slo_breach_scales_up_at_once():
+    d = plan_replicas(snap(t=15, ttft=0.9, rate=40), learned(12.0), SPEC)
+    assert d.replicas > 4
+    assert d.reason.startswith("scale up 4 ->")
+    assert d.state.capacity_rps < 12.0  # the breach taught it that a replica carries less
+
+
+def test_queue_growth_scales_up_before_latency_breaks():
+    d = plan_replicas(snap(t=15, waiting=300, ttft=0.3), learned(12.0), SPEC)
+    assert d.replicas > 4 and "waiting 300" in d.reason
+
+
+def test_rising_arrivals_scale_up_ahead_of_the_slo():
+    state, replicas = learned(12.0, rate=30), 4
+    for i in range(1, 9):  # +1 req/s every 15 s, latency still fine
+        d = plan_replicas(snap(t=15 * i, rate=30 + i, ttft=0.3, ready=replicas), state, SPEC)
+        state, replicas = d.state, d.replicas
+    assert replicas >= 5  # 38 req/s now, and the trend says more within a pod start
+
+
+def test_starting_pods_count_as_capacity():
+    # two pods already starting: a breach on the two ready ones must not add a third on top
+    d = plan_replicas(snap(t=15, ttft=0.9, rate=20, ready=2, current=4), learned(12.0, rate=20), SPEC)
+    assert d.replicas == 4, d.reason
+
+
+def test_headroom_scales_down_only_after_stabilization():
+    state = learned(12.0, rate=80)
+    replicas, t = 8, 0.0
+    d = plan_replicas(snap(t=t, rate=80, ready=8), state, SPEC)  # busy: 80 req/s needs 8 at 12*0.85
+    state, replicas = d.state, d.replicas
+    first_down = None
+    while t < 900:
+        t += 15
+        d = plan_replicas(snap(t=t, rate=20, ttft=0.15, ready=replicas), state, SPEC)
+        if d.replicas < replicas and first_down is None:
+            first_down = t
+        state, replicas = d.state, d.replicas
+    assert first_down is not None and first_down >= SPEC.scale_down_stabilization_s
+    assert replicas <= 3
+
+
+def test_missing_data_holds_and_says_so():
+    for missing in ("ttft_p95_s", "itl_p95_s", "waiting", "arrival_rate"):
+        s = snap(t=15, rate=400.0, ttft=5.0)  # would scale up hard if it were trusted
+        s = MetricsSnapshot(**{**s.__dict__, missing: None})
+        d = plan_replicas(s, learned(), SPEC)
+        assert d.replicas == 4 and not d.metrics_available
+        assert "no data" in d.reason and missing in d.reason
+        assert d.state == learned()  # nothing learned from a blind period
+        b = tune_batch_limits(s, BatchState(256, 8192), SPEC)
+        assert not b.changed and "no data" in b.reason
+
+
+def test_prometheus_down_is_not_idle():
+    down = MetricsSnapshot(15, None, None, None, None, None, None, ready_replicas=6, current_replicas=6)
+    assert plan_replicas(down, learned(), SPEC).replicas == 6
+
+
+def test_idle_service_is_data_and_goes_to_min_after_stabilization():
+    state, replicas = learned(), 4
+    for i in range(1, 30):
+        idle = MetricsSnapshot(15 * i, None, None, 0.0, 0.0, 0.0, 0.0, ready_replicas=replicas,
+                               current_replicas=replicas)
+        d = plan_replicas(idle, state, SPEC)
+        assert d.metrics_available
+        state, replicas = d.state, d.replicas
+    assert replicas == SPEC.min_replicas
+
+
+@settings(max_examples=200, deadline=None)
+@given(rate=st.floats(0, 1e4), ttft=st.floats(0, 100), itl=st.floats(0, 10), waiting=st.floats(0, 1e5),
+       ready=st.integers(1, 30), extra=st.integers(0, 5), capacity=st.one_of(st.none(), st.floats(1e-3, 1e3)),
+       lo=st.integers(0, 5), span=st.integers(0, 10))
+def test_bounds_are_respected(rate, ttft, itl, waiting, ready, extra, capacity, lo, span):
+    spec = PlannerSpec(min_replicas=lo, max_replicas=max(lo, 1) + span, ttft_slo_s=0.5, itl_slo_s=0.05)
+    s = snap(t=15, rate=rate, ttft=ttft, itl=itl, waiting=waiting, ready=ready, current=ready + extra)
+    d = plan_replicas(s, ReplicaState(capacity_rps=capacity, last_rate=rate, last_time=0), spec)
+    assert spec.min_replicas <= d.replicas <= spec.max_replicas
+
+
+def test_max_replicas_reports_scaling_limited():
+    d = plan_replicas(snap(t=15, rate=1000, ttft=2.0, ready=10), learned(), SPEC)
+    assert d.replicas == 10 and d.limited
+    d = plan_replicas(snap(t=15, rate=10, ttft=0.1, ready=10), learned(), SPEC)
+    assert not d.limited
+
+
+def test_min_replicas_reports_scaling_limited():
+    spec = PlannerSpec(min_replicas=3, max_replicas=10, ttft_slo_s=0.5, itl_slo_s=0.05)
+    idle = MetricsSnapshot(15, None, None, 0.0, 0.0, 0.0, 0.0, ready_replicas=3, current_replicas=3)
+    d = plan_replicas(idle, learned(), spec)
+    assert d.replicas == 3 and d.limited
+
+
+def _closed_loop(seed: int, minutes: int = 60, rate: float = 60.0):
+    """A flat load with +-15% noise on every signal, through a plant whose TTFT grows with load per replica."""
+    rng = random.Random(seed)
+    state, replicas, history = ReplicaState(), 5, []
+    for i in range(minutes * 4):
+        noisy = rate * rng.uniform(0.85, 1.15)
+        per = noisy / replicas
+        ttft = (0.1 + 0.35 * (per / 20) ** 3) * rng.uniform(0.85, 1.15)
+        s = snap(t=15 * i, rate=noisy, ttft=ttft, itl=0.022 * rng.uniform(0.85, 1.15),
+                 waiting=max(0.0, rng.gauss(1, 2)), ready=replicas)
+        d = plan_replicas(s, state, SPEC)
+        state, replicas = d.state, d.replicas
+        history.append(replicas)
+    return history
+
+
+def _reversals(history):
+    steps = [b - a for a, b in zip(history, history[1:]) if b != a]
+    return sum(1 for a, b in zip(steps, steps[1:]) if (a > 0) != (b > 0))
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 10_000))
+def test_noisy_flat_load_does_not_oscillate(seed):
+    history = _closed_loop(seed)
+    settled = history[len(history) // 3:]  # after it has learned the replicas' capacity
+    assert _reversals(settled) <= 1, settled
+    assert max(settled) - min(settled) <= 1
+
+
+def test_restart_resumes_from_status():
+    rng = random.Random(7)
+    snaps = [snap(t=15 * i, rate=40 + 20 * rng.random(), ttft=0.1 + 0.3 * rng.random(), ready=4) for i in range(40)]
+    spec = SPEC
+    state, bstate, uninterrupted = ReplicaState(), BatchState.initial(spec), []
+    for s in snaps:
+        d, b = plan_replicas(s, state, spec), tune_batch_limits(s, bstate, spec)
+        state, bstate = d.state, b.state
+        uninterrupted.append((d.replicas, d.reason, b.state))
+    state, bstate, resumed = ReplicaState(), BatchState.initial(spec), []
+    for i, s in enumerate(snaps):
+        if i == 20:  # the operator restarts: all it has is what it wrote to the InferenceService's status
+            status = json.loads(json.dumps({"autoscaling": {"planner": state.to_status()},
+                                            "batch": bstate.to_status()}))
+            state = ReplicaState.from_status(status["autoscaling"]["planner"])
+            bstate = BatchState.from_status(status["batch"], spec)
+        d, b = plan_replicas(s, state, spec), tune_batch_limits(s, bstate, spec)
+        state, bstate = d.state, b.state
+        resumed.append((d.replicas, d.reason, b.state))
+    assert resumed == uninterrupted
+
+
+def test_fresh_status_starts_from_scratch():
+    assert ReplicaState.from_status(None) == ReplicaState()
+    assert BatchState.from_status({}, SPEC) == BatchState.initial(SPEC)
+    # a restored admission cap above a since-lowered startup capacity is clipped to it
+    assert BatchState.from_status({"maxNumSeqs": 512, "maxNumBatchedTokens": 99999}, SPEC) == BatchState(256, 8192)
+
+
+# --- batch tuner ---------------------------------------------------------------------------------------------------
+
+
+def test_itl_near_slo_cuts_token_budget_then_admission_cap():
+    d = tune_batch_limits(snap(t=100, itl=0.045), BatchState(256, 8192), SPEC)
+    assert d.changed and d.state.max_num_batched_tokens < 8192 and d.state.max_num_seqs == 256
+    floor = BatchState(256, SPEC.min_num_batched_tokens)
+    d = tune_batch_limits(snap(t=100, itl=0.045), floor, SPEC)
+    assert d.changed and d.state.max_num_seqs < 256 and "admission cap" in d.reason
+
+
+def test_ttft_near_slo_with_itl_room_raises_token_budget():
+    d = tune_batch_limits(snap(t=100, ttft=0.45, itl=0.01), BatchState(256, 1024), SPEC)
+    assert d.changed and d.state.max_num_batched_tokens > 1024
+
+
+def test_waiting_at_admission_cap_raises_it():
+    s = snap(t=100, ttft=0.1, itl=0.01, waiting=50, running=4 * 64, ready=4)
+    d = tune_batch_limits(s, BatchState(64, 8192), SPEC)
+    assert d.changed and d.state.max_num_seqs > 64
+
+
+def test_tuner_waits_for_its_last_change_to_show():
+    d = tune_batch_limits(snap(t=100, itl=0.045), BatchState(256, 4096, last_tune_time=90), SPEC)
+    assert not d.changed and "waiting for the last change" in d.reason
+
+
+def test_tuner_holds_inside_its_band():
+    d = tune_batch_limits(snap(t=100, ttft=0.2, itl=0.02), BatchState(256, 2048), SPEC)
+    assert not d.changed and d.reason.startswith("hold")
+
+
+@settings(max_examples=200, deadline=None)
+@given(ttft=st.floats(0, 10), itl=st.floats(0, 1), waiting=st.floats(0, 1e4), running=st.floats(0, 1e4),
+       seqs=st.integers(1, 256), tokens=st.integers(1, 8192))
+def test_tuner_stays_within_startup_capacity(ttft, itl, waiting, running, seqs, tokens):
+    d = tune_batch_limits(snap(t=100, ttft=ttft, itl=itl, waiting=waiting, running=running),
+                          BatchState(seqs, tokens), SPEC)
+    assert 1 <= d.state.max_num_seqs <= SPEC.max_num_seqs_cap
+    assert 1 <= d.state.max_num_batched_tokens <= SPEC.max_num_batched_tokens_cap
+    if d.changed:  # the floors bind every move the tuner makes
+        assert d.state.max_num_seqs >= min(seqs, SPEC.min_num_seqs)
+        assert d.state.max_num_batched_tokens >= min(tokens, SPEC.min_num_batched_tokens)
+
+
+def test_tuning_disabled_restores_startup_limits():
+    spec = PlannerSpec(min_replicas=1, max_replicas=4, ttft_slo_s=0.5, itl_slo_s=0.05, batch_tuning=False)
+    d = tune_batch_limits(snap(t=100, itl=0.049), BatchState(64, 1024), spec)
+    assert d.changed and (d.state.max_num_seqs, d.state.max_num_batched_tokens) == (256, 8192)
+
+
+def test_spec_from_inference_service():
+    spec = PlannerSpec.from_service_spec({
+        "slo": {"ttftP95Ms": 300, "itlP95Ms": 40},
+        "autoscaling": {"enabled": True, "minReplicas": 2, "maxReplicas": 6, "scaleDownStabilizationSeconds": 120},
+        "engine": {"maxNumSeqs": 128, "maxNumBatchedTokens": 4096},
+        "batchTuning": {"enabled": False},
+    })
+    assert (spec.min_replicas, spec.max_replicas, spec.ttft_slo_s, spec.itl_slo_s) == (2, 6, 0.3, 0.04)
+    assert (spec.max_num_seqs_cap, spec.max_num_batched_tokens_cap, spec.batch_tuning) == (128, 4096, False)
+    assert spec.scale_down_stabilization_s == 120
