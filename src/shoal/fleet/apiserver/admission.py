@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import json
 from typing import Any
 
 _ROOT_KEEP = {"apiVersion", "kind", "metadata"}
@@ -61,10 +62,8 @@ def prune(schema: dict[str, Any], value: Any, path: str = "", unknown: list[str]
 
 
 def _jsonschema_causes(schema: dict[str, Any], obj: dict[str, Any]) -> list[dict[str, str]]:
-    import jsonschema
-
     causes = []
-    validator = jsonschema.Draft7Validator(_strip_root_metadata(schema))
+    validator = _validator(schema)
     for error in sorted(validator.iter_errors(obj), key=lambda e: list(e.absolute_path)):
         field = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in error.absolute_path)
         field = field.replace(".[", "[")
@@ -75,6 +74,20 @@ def _jsonschema_causes(schema: dict[str, Any], obj: dict[str, Any]) -> list[dict
         else:
             causes.append({"field": field, "reason": "FieldValueInvalid", "message": error.message})
     return causes
+
+
+_VALIDATORS: dict[int, tuple[dict[str, Any], Any]] = {}
+
+
+def _validator(schema: dict[str, Any]) -> Any:
+    """One compiled validator per schema object (the registry keeps schemas alive and unchanged)."""
+    import jsonschema
+
+    cached = _VALIDATORS.get(id(schema))
+    if cached is None or cached[0] is not schema:
+        cached = (schema, jsonschema.Draft7Validator(_strip_root_metadata(schema)))
+        _VALIDATORS[id(schema)] = cached
+    return cached[1]
 
 
 def _strip_root_metadata(schema: dict[str, Any]) -> dict[str, Any]:
@@ -92,21 +105,30 @@ def _cel_program(rule: str) -> Any:
     return env.program(env.compile(rule))
 
 
-def _cel_causes(schema: dict[str, Any], value: Any, path: str) -> list[dict[str, str]]:
+@functools.lru_cache(maxsize=8192)
+def _cel_verdict(rule: str, value_json: str) -> str | None:
+    """None when the rule holds for this value, else why not. Cached: rules are pure, values repeat a lot."""
     import celpy
 
+    try:
+        result = _cel_program(rule).evaluate({"self": celpy.json_to_cel(json.loads(value_json))})
+    except Exception as exc:  # a rule that cannot evaluate rejects, as the API server does
+        return f"evaluation error: {exc}"
+    return None if bool(result) else "failed"
+
+
+def _cel_causes(schema: dict[str, Any], value: Any, path: str) -> list[dict[str, str]]:
     causes = []
-    for rule in schema.get("x-kubernetes-validations") or []:
+    rules = schema.get("x-kubernetes-validations") or []
+    value_json = json.dumps(value, sort_keys=True) if rules else ""
+    for rule in rules:
         if "oldSelf" in rule["rule"]:
             continue  # transition rules need the stored object; creates and the tests' fixtures have none
-        try:
-            result = _cel_program(rule["rule"]).evaluate({"self": celpy.json_to_cel(value)})
-        except Exception as exc:  # a rule that cannot evaluate rejects, as the API server does
-            result = False
-            message = f"{rule.get('message', rule['rule'])} (evaluation error: {exc})"
-        else:
+        verdict = _cel_verdict(rule["rule"], value_json)
+        if verdict is not None:
             message = rule.get("message") or f"failed rule: {rule['rule']}"
-        if not bool(result):
+            if verdict != "failed":
+                message = f"{message} ({verdict})"
             field = path + (rule.get("fieldPath") or "")
             causes.append({"field": field.lstrip("."), "reason": "FieldValueInvalid", "message": message})
     if isinstance(value, dict):

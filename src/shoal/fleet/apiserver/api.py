@@ -95,8 +95,8 @@ class ObjectApi:
                strict: bool = False) -> dict[str, Any]:
         if not isinstance(body, dict):
             raise errors.ApiError(400, "BadRequest", "the request body must be a JSON object")
-        obj = copy.deepcopy(body)
-        meta = obj.setdefault("metadata", {})
+        obj = dict(body)  # the caller hands the body over (fresh from JSON); only the top levels are written
+        meta = obj["metadata"] = dict(body.get("metadata") or {})
         if not meta.get("name"):
             if not meta.get("generateName"):
                 raise errors.invalid(rt.kind, "", [{"field": "metadata.name", "reason": "FieldValueRequired",
@@ -137,7 +137,7 @@ class ObjectApi:
         wanted = (body.get("metadata") or {}).get("resourceVersion")
         if wanted and wanted != old["metadata"]["resourceVersion"]:
             raise errors.conflict(rt.plural, name, rt.group)
-        return self._write(rt, old, copy.deepcopy(body), subresource, strict)
+        return self._write(rt, old, dict(body), subresource, strict)
 
     def patch(self, rt: ResourceType, namespace: str | None, name: str, content_type: str, body: Any,
               subresource: str | None = None, strict: bool = False) -> dict[str, Any]:
@@ -146,24 +146,25 @@ class ObjectApi:
             wanted = (body.get("metadata") or {}).get("resourceVersion")
             if wanted and wanted != old["metadata"]["resourceVersion"]:
                 raise errors.conflict(rt.plural, name, rt.group)
-        new = patches.apply_patch(content_type, copy.deepcopy(old), body)
+        new = patches.apply_patch(content_type, old, body)  # patching builds new dicts, never edits `old`
         return self._write(rt, old, new, subresource, strict)
 
     def _write(self, rt: ResourceType, old: dict[str, Any], new: dict[str, Any], subresource: str | None,
                strict: bool) -> dict[str, Any]:
         old_meta = old["metadata"]
+        # Stored objects are never edited in place: new versions share unchanged subtrees with old ones.
         if subresource == "status":
-            result = copy.deepcopy(old)
+            result = dict(old, metadata=dict(old_meta))
             result["status"] = new.get("status")
             if result["status"] is None:
                 del result["status"]
         else:
-            result = new
+            result = dict(new)
             if rt.status:
                 result.pop("status", None)
                 if "status" in old:
                     result["status"] = old["status"]
-            meta = result.setdefault("metadata", {})
+            meta = result["metadata"] = dict(result.get("metadata") or {})
             for fixed in ("uid", "creationTimestamp", "name", "namespace", "deletionTimestamp", "generation"):
                 if fixed in old_meta:
                     meta[fixed] = old_meta[fixed]

@@ -32,12 +32,13 @@ class ApiProcess:
         self.stop()
 
 
-def start_apiserver(workdir: Path, manifests: tuple[Path, ...] = (), timeout: float = 30.0) -> ApiProcess:
+def start_apiserver(workdir: Path, manifests: tuple[Path, ...] = (), timeout: float = 30.0,
+                    interpreter_args: tuple[str, ...] = ()) -> ApiProcess:
     """Start `shoal apiserver` on a free port with the objects of these YAML files (CRDs first) created;
     returns once its kubeconfig is written (it listens by then)."""
     kubeconfig = workdir / "kubeconfig"
     kubeconfig.unlink(missing_ok=True)
-    command = [sys.executable, "-m", "shoal", "apiserver", "--kubeconfig", str(kubeconfig)]
+    command = [sys.executable, *interpreter_args, "-m", "shoal", "apiserver", "--kubeconfig", str(kubeconfig)]
     for crd in manifests:
         command += ["--manifest", str(crd)]
     log = open(workdir / "apiserver.log", "w")
