@@ -5,8 +5,11 @@ Device-agnostic: plain torch on whatever device the model sits on.
 
 from __future__ import annotations
 
+import os
+
 import torch
 
+from shoal.engine import ops
 from shoal.engine.config import EngineConfig, ModelConfig
 from shoal.engine.loader import load_model, torch_dtype
 from shoal.engine.model import AttentionMetadata, build_cos_sin_cache
@@ -23,6 +26,9 @@ class ModelRunner:
         self.config = config
         self.model_config = model_config
         self.device = torch.device(config.device)
+        if self.device.type == "cpu" and os.environ.get("SHOAL_CPU_THREADS"):
+            # Several engines sharing few cores run far faster with one thread each than fighting over all.
+            torch.set_num_threads(int(os.environ["SHOAL_CPU_THREADS"]))
         self.dtype = torch_dtype(config.dtype)
         self.block_size = config.block_size
         self.model = load_model(
@@ -35,6 +41,18 @@ class ModelRunner:
             for _ in range(model_config.num_layers)
         ]
         self.cos_sin_cache = build_cos_sin_cache(model_config, self.max_model_len, self.device)
+        self.graphs = self._capture_decode_graphs()
+
+    @torch.inference_mode()
+    def _capture_decode_graphs(self):
+        """CUDA graphs of the decode step (GPU with the Triton kernels only: the torch ops sync the host)."""
+        if self.device.type != "cuda" or not ops.USE_KERNELS or os.environ.get("SHOAL_CUDA_GRAPHS", "1") == "0":
+            return None
+        from shoal.engine.cuda_graphs import DecodeGraphs
+
+        max_blocks = -(-self.max_model_len // self.block_size)
+        return DecodeGraphs(self.model, self.kv_caches, self.cos_sin_cache, self.config.max_num_seqs, max_blocks,
+                            self.device)
 
     @property
     def kv_bytes_per_token(self) -> int:
@@ -80,7 +98,14 @@ class ModelRunner:
         `batch` must list one-token entries (decodes) first. `generators` has one entry per sampling sequence.
         """
         input_ids, positions, meta, logits_indices = self._prepare(batch)
-        hidden = self.model(input_ids, positions, self.kv_caches, self.cos_sin_cache, meta)
+        if self.graphs is not None and meta.num_decodes == len(batch) and self.graphs.can_run(
+            len(batch), meta.decode_block_tables.shape[1]
+        ):
+            hidden = self.graphs.run(
+                input_ids, positions, meta.slot_mapping, meta.decode_block_tables, meta.decode_context_lens
+            )
+        else:
+            hidden = self.model(input_ids, positions, self.kv_caches, self.cos_sin_cache, meta)
         if not logits_indices:
             return []
         logits = self.model.logits(hidden[torch.tensor(logits_indices, device=self.device)])

@@ -20,6 +20,11 @@ from ._device import next_pow2, num_sms
 LOG2E = 1.4426950408889634
 
 
+def dot_precision(dtype: torch.dtype) -> str:
+    # float32 inputs stay exact (tf32 would round them to 10 bits): fp32 runs must match the CPU path.
+    return "ieee" if dtype == torch.float32 else "tf32"
+
+
 @triton.jit
 def _decode_kernel(
     Q, K, V, BlockTables, Lens, Out, PartOut, PartLse,
@@ -30,7 +35,7 @@ def _decode_kernel(
     stride_bt,
     stride_ob, stride_oh,
     GROUP: tl.constexpr, GROUP_PAD: tl.constexpr, HEAD_DIM: tl.constexpr, PAGE: tl.constexpr,
-    BLOCK_N: tl.constexpr, DIRECT: tl.constexpr,
+    BLOCK_N: tl.constexpr, DIRECT: tl.constexpr, PRECISION: tl.constexpr,
 ):
     b = tl.program_id(0)
     kvh = tl.program_id(1)
@@ -63,13 +68,13 @@ def _decode_kernel(
                     + kvh * stride_kh + offs_d[None, :], mask=mask_n[:, None], other=0.0)
         v = tl.load(V + page[:, None] * stride_vb + in_page[:, None] * stride_vs
                     + kvh * stride_vh + offs_d[None, :], mask=mask_n[:, None], other=0.0)
-        qk = tl.dot(q, tl.trans(k)) * scale_log2
+        qk = tl.dot(q, tl.trans(k), input_precision=PRECISION) * scale_log2
         qk = tl.where(mask_n[None, :], qk, float("-inf"))
         m_new = tl.maximum(m_i, tl.max(qk, 1))
         alpha = tl.exp2(m_i - m_new)
         p = tl.exp2(qk - m_new[:, None])
         l_i = l_i * alpha + tl.sum(p, 1)
-        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
+        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PRECISION)
         m_i = m_new
 
     has = l_i > 0
@@ -145,6 +150,8 @@ def paged_decode_attention(q, k_cache, v_cache, block_tables, context_lens, scal
         num_splits = choose_num_splits(batch, num_kv_heads, block_tables.shape[1] * page,
                                        num_sms(q.device), waves=waves)
     tuned = DIRECT_CONFIG if num_splits == 1 else SPLIT_CONFIG
+    if q.element_size() == 4:  # float32 tiles are twice the bytes: keep shared memory in bounds
+        tuned = dict(block_n=32, num_warps=4, num_stages=2)
     block_n = block_n or tuned["block_n"]
     num_warps = num_warps or tuned["num_warps"]
     num_stages = num_stages or tuned["num_stages"]
@@ -164,7 +171,8 @@ def paged_decode_attention(q, k_cache, v_cache, block_tables, context_lens, scal
         block_tables.stride(0),
         out.stride(0), out.stride(1),
         GROUP=group, GROUP_PAD=max(16, next_pow2(group)), HEAD_DIM=head_dim, PAGE=page,
-        BLOCK_N=block_n, DIRECT=num_splits == 1, num_warps=num_warps, num_stages=num_stages,
+        BLOCK_N=block_n, DIRECT=num_splits == 1, PRECISION=dot_precision(q.dtype),
+        num_warps=num_warps, num_stages=num_stages,
     )
     if num_splits > 1:
         _merge_kernel[(batch, num_q_heads)](

@@ -15,14 +15,14 @@ import torch
 import triton
 import triton.language as tl
 
-from .decode_attention import LOG2E
+from .decode_attention import LOG2E, dot_precision
 
 
 @triton.jit
 def _attend_tile(q, K, V, bt_row, n0, kvh, pos, kv_end, m_i, l_i, acc, scale_log2,
                  stride_kb, stride_ks, stride_kh, stride_vb, stride_vs, stride_vh,
                  HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, PAGE: tl.constexpr,
-                 BLOCK_N: tl.constexpr, MASKED: tl.constexpr):
+                 BLOCK_N: tl.constexpr, MASKED: tl.constexpr, PRECISION: tl.constexpr):
     """One online-softmax step over keys n0..n0+BLOCK_N; MASKED applies causality and kv_end."""
     offs_n = n0 + tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, BLOCK_D)
@@ -34,7 +34,7 @@ def _attend_tile(q, K, V, bt_row, n0, kvh, pos, kv_end, m_i, l_i, acc, scale_log
                 + kvh * stride_kh + offs_d[None, :], mask=kv_mask, other=0.0)
     v = tl.load(V + page[:, None] * stride_vb + in_page[:, None] * stride_vs
                 + kvh * stride_vh + offs_d[None, :], mask=kv_mask, other=0.0)
-    qk = tl.dot(q, tl.trans(k)) * scale_log2
+    qk = tl.dot(q, tl.trans(k), input_precision=PRECISION) * scale_log2
     if MASKED:
         keep = mask_n[None, :] & (offs_n[None, :] <= pos[:, None])
         qk = tl.where(keep, qk, float("-inf"))
@@ -42,7 +42,7 @@ def _attend_tile(q, K, V, bt_row, n0, kvh, pos, kv_end, m_i, l_i, acc, scale_log
     alpha = tl.exp2(m_i - m_new)
     p = tl.exp2(qk - m_new[:, None])
     l_i = l_i * alpha + tl.sum(p, 1)
-    acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
+    acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PRECISION)
     return m_new, l_i, acc
 
 
@@ -56,7 +56,7 @@ def _prefill_kernel(
     stride_bt,
     stride_ot, stride_oh,
     GROUP: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, PAGE: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, SEARCH_STEPS: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, SEARCH_STEPS: tl.constexpr, PRECISION: tl.constexpr,
 ):
     tile = tl.program_id(0)
     h = tl.program_id(1)
@@ -100,26 +100,34 @@ def _prefill_kernel(
     for n0 in range(0, full_end, BLOCK_N):
         m_i, l_i, acc = _attend_tile(q, K, V, bt_row, n0, kvh, pos, kv_end, m_i, l_i, acc, scale_log2,
                                      stride_kb, stride_ks, stride_kh, stride_vb, stride_vs, stride_vh,
-                                     HEAD_DIM, BLOCK_D, PAGE, BLOCK_N, False)
+                                     HEAD_DIM, BLOCK_D, PAGE, BLOCK_N, False, PRECISION)
     for n0 in range(full_end, kv_end, BLOCK_N):
         m_i, l_i, acc = _attend_tile(q, K, V, bt_row, n0, kvh, pos, kv_end, m_i, l_i, acc, scale_log2,
                                      stride_kb, stride_ks, stride_kh, stride_vb, stride_vs, stride_vh,
-                                     HEAD_DIM, BLOCK_D, PAGE, BLOCK_N, True)
+                                     HEAD_DIM, BLOCK_D, PAGE, BLOCK_N, True, PRECISION)
 
     out = acc / tl.where(l_i > 0, l_i, 1.0)[:, None]
     tl.store(Out + rows[:, None] * stride_ot + h * stride_oh + offs_d[None, :],
              out.to(Out.dtype.element_ty), mask=mask_m[:, None] & mask_d[None, :])
 
 
+TILES = dict(block_m=128, block_n=128, num_warps=8, num_stages=3)  # best of the H100 sweep
+SMALL_TILES = dict(block_m=64, block_n=32, num_warps=4, num_stages=2)
+
+
 def paged_prefill_attention(q, k_cache, v_cache, block_tables, cu_seqlens_q, context_lens, scale, *,
-                            block_m=128, block_n=128, num_warps=8, num_stages=3, out=None):
+                            block_m=None, block_n=None, num_warps=None, num_stages=None, out=None):
     """q [T,Hq,D] packed; cu_seqlens_q [B+1] int32; context_lens [B] int32 (kv length incl. the
-    new tokens). Returns [T,Hq,D]. Default tiles: best of the H100 sweep (bench/results/kernels_sweep.json)."""
+    new tokens). Returns [T,Hq,D]."""
     total, num_q_heads, head_dim = q.shape
     num_kv_heads, page = k_cache.shape[2], k_cache.shape[1]
     if num_q_heads % num_kv_heads:
         raise ValueError(f"q heads ({num_q_heads}) must be a multiple of KV heads ({num_kv_heads})")
     num_seqs = cu_seqlens_q.shape[0] - 1
+    # float32 tiles are twice the bytes: smaller ones keep shared memory in bounds.
+    tuned = SMALL_TILES if q.element_size() == 4 else TILES
+    block_m, block_n = block_m or tuned["block_m"], block_n or tuned["block_n"]
+    num_warps, num_stages = num_warps or tuned["num_warps"], num_stages or tuned["num_stages"]
     out = torch.empty_like(q) if out is None else out
     if total == 0 or num_seqs == 0:
         return out
@@ -137,7 +145,7 @@ def paged_prefill_attention(q, k_cache, v_cache, block_tables, cu_seqlens_q, con
         out.stride(0), out.stride(1),
         GROUP=num_q_heads // num_kv_heads, HEAD_DIM=head_dim, BLOCK_D=max(16, triton.next_power_of_2(head_dim)),
         PAGE=page, BLOCK_M=block_m, BLOCK_N=block_n,
-        SEARCH_STEPS=max(1, math.ceil(math.log2(num_seqs + 1))),
+        SEARCH_STEPS=max(1, math.ceil(math.log2(num_seqs + 1))), PRECISION=dot_precision(q.dtype),
         num_warps=num_warps, num_stages=num_stages,
     )
     return out
