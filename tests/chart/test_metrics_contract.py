@@ -177,3 +177,12 @@ def test_promtool_accepts_the_dashboard_queries(promtool, tmp_path):
     rules_file.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
     result = subprocess.run([promtool, "check", "rules", str(rules_file)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_control_loop_queries_the_same_contract(known_series):
+    # The operator's own PromQL (what MetricsAvailable depends on) reads the same series the chart relies on.
+    from shoal.operator.prometheus import service_queries
+
+    queries = [(f"control loop {k}", q) for k, q in service_queries("ml", "chat").items()]
+    assert queries
+    assert contract_violations(queries, known_series, set()) == []
