@@ -155,7 +155,7 @@ async def emulator_write_rate(objects: int = 5000, measured: int = 500) -> dict:
     return {"writes_per_s_first_500": round(first), "writes_per_s_at_5000": round(late)}
 
 
-async def run(n: int, workdir: Path) -> dict:
+async def run(n: int, workdir: Path, workers: int) -> dict:
     api_profile = ("-m", "cProfile", "-o", os.environ["SHOAL_PROFILE_APISERVER"]) if os.environ.get(
         "SHOAL_PROFILE_APISERVER") else ()
     api = start_apiserver(workdir, manifests=(REPO / "crds" / "inferenceservice.yaml",), interpreter_args=api_profile)
@@ -165,7 +165,7 @@ async def run(n: int, workdir: Path) -> dict:
         "SHOAL_PROFILE_OPERATOR") else []  # for finding where the operator's time goes
     operator = subprocess.Popen(
         [sys.executable, *profile, "-m", "shoal", "operator", "--all-namespaces", "--standalone", "--liveness-port", "0",
-         "--metrics-port", str(metrics_port), "--engine-image", "bench/engine:0"],
+         "--metrics-port", str(metrics_port), "--engine-image", "bench/engine:0", "--workers", str(workers)],
         env=env, stdout=subprocess.DEVNULL, stderr=open(workdir / "operator.log", "w"))
     try:
         async with aiohttp.ClientSession() as session:
@@ -205,6 +205,7 @@ async def run(n: int, workdir: Path) -> dict:
     delta = [(bound, count - dict(before).get(bound, 0.0)) for bound, count in after]
     return {
         "n": n,
+        "workers": workers,
         "converge_s": round(converge_s, 2),
         "create_s": round(created_s, 2),
         "reconciles": int(delta[-1][1]),
@@ -220,9 +221,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--workers", type=int, default=8, help="the operator's concurrent reconciles")
     args = parser.parse_args()
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="shoal-opscale-") as tmp:
-        result = asyncio.run(run(args.n, Path(tmp)))
+        result = asyncio.run(run(args.n, Path(tmp), args.workers))
+    # the machine is shared: its 1-minute load average says how much CPU this run could have had
+    result["load_average_1m"] = {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)}
     result["emulator_alone"] = asyncio.run(emulator_write_rate())
     result["machine"] = {"cpus": psutil.cpu_count(), "cpu": platform.processor() or platform.machine(),
                          "python": platform.python_version(), "kopf": version("kopf"), "kmock": version("kmock"),
