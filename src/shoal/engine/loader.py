@@ -46,12 +46,13 @@ def load_model(
 
 
 def _init_random(model: CausalLM, seed: int) -> None:
-    gen = torch.Generator().manual_seed(seed)
+    device = next(model.parameters()).device
+    gen = torch.Generator(device=device).manual_seed(seed)  # drawn where the model lives: an 8B GPU model in seconds
     for name, param in model.named_parameters():
         if param.dim() == 1:
             param.data.fill_(1.0)
         else:
-            param.data.copy_((torch.randn(param.shape, generator=gen) * 0.02).to(param.dtype))
+            param.data.copy_((torch.randn(param.shape, generator=gen, device=device) * 0.02).to(param.dtype))
 
 
 def _load_safetensors(model: CausalLM, model_dir: Path, config: ModelConfig) -> None:

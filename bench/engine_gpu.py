@@ -1,0 +1,194 @@
+"""The engine on a GPU, in one run: greedy agreement with the CPU path, the nano-vllm protocol on the
+Qwen3-0.6B and Llama-3.1-8B shapes (bench/engine_throughput.py) beside transformers' continuous
+batching, and Llama-3.1-8B batch-1 decode against weight bytes / copy bandwidth.
+
+    PYTHONPATH=src python3 bench/engine_gpu.py [--json bench/results/engine_throughput_gpu.json]
+
+Greedy agreement: the same prompts through the CPU float32 path and through CUDA (float32 with
+exact dots, bfloat16; with and without CUDA graphs); reported as the number of leading tokens
+that agree. Models: SmolLM2-135M-Instruct when its GGUF package can be found, and a small random
+Qwen3 saved by transformers (both engines load the same files).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+import engine_throughput as et
+
+PROMPTS = ["The capital of France is", "def fibonacci(n):", "Water boils at", "Once upon a time, a small fish"]
+
+
+def free_gpu():
+    """Drop the last engine's KV pool and graphs before the next one sizes itself from free memory."""
+    gc.collect()
+    torch.cuda.empty_cache()
+
+
+def common_prefix(a, b):
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    return n
+
+
+def greedy_tokens(model_dir, device, dtype, prompts, max_tokens, graphs="1"):
+    from shoal.engine import LLM, SamplingParams
+
+    os.environ["SHOAL_CUDA_GRAPHS"] = graphs  # read when the model runner starts
+    llm = LLM(model_dir, device=device, dtype=dtype, max_num_seqs=8, kv_cache_tokens=4096, max_model_len=2048)
+    outs = llm.generate(prompts, SamplingParams(temperature=0.0, max_tokens=max_tokens, ignore_eos=True))
+    del llm
+    free_gpu()
+    return [o.token_ids for o in outs]
+
+
+def agreement(model_dir, prompts, max_tokens=32):
+    ref = greedy_tokens(model_dir, "cpu", "float32", prompts, max_tokens)
+    rows = {}
+    for label, dtype, graphs in (("cuda float32, graphs", "float32", "1"), ("cuda bfloat16, graphs", "bfloat16", "1"),
+                                 ("cuda bfloat16, eager", "bfloat16", "0")):
+        got = greedy_tokens(model_dir, "cuda", dtype, prompts, max_tokens, graphs)
+        rows[label] = [common_prefix(a, b) for a, b in zip(got, ref)]
+        print(f"  {label:<24} leading tokens equal to CPU float32 (of {max_tokens}): {rows[label]}", flush=True)
+    os.environ["SHOAL_CUDA_GRAPHS"] = "1"
+    return {"max_tokens": max_tokens, "prefix_agreement": rows}
+
+
+def random_qwen3_dir(root):
+    """A small Qwen3 (d=128, GQA 2) with transformers' random init, saved as safetensors."""
+    from transformers import AutoModelForCausalLM, Qwen3Config
+
+    cfg = Qwen3Config(vocab_size=4096, hidden_size=512, intermediate_size=1024, num_hidden_layers=4,
+                      num_attention_heads=8, num_key_value_heads=4, head_dim=128, max_position_embeddings=4096,
+                      tie_word_embeddings=False)
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
+    path = Path(root) / "qwen3-small-random"
+    model.save_pretrained(path)
+    return path
+
+
+def smollm2_dir():
+    try:
+        from shoal.engine.model_prepare import prepare
+
+        return prepare("smollm2")
+    except Exception as e:  # said in the output and the JSON, never hidden
+        print(f"  SmolLM2 unavailable here: {e!r}", flush=True)
+        return None
+
+
+def nano_vllm(shape):
+    result = et.main(["--model-shape", shape, "--device", "cuda", "--out", os.devnull])
+    free_gpu()
+    return {"out_tok_per_s": result["shoal"]["output_tok_s"], "roofline_fraction": result["roofline"]["fraction"],
+            "shoal": result["shoal"], "roofline": result["roofline"]}
+
+
+def hf_compare(shape, shoal_tok_s, hf_seqs, hf_max_output):
+    """transformers on the first hf_seqs sequences of the same workload, outputs capped at hf_max_output
+    (its throughput on the full 256 x ~560-token protocol would take many minutes)."""
+    ns = argparse.Namespace(device="cuda", dtype="bfloat16")
+    cfg = et.SHAPES[shape]
+    prompts, outputs = et.make_workload(256, 100, 1024, 100, 1024, cfg["vocab_size"], 0)
+    with tempfile.TemporaryDirectory() as d:
+        (Path(d) / "config.json").write_text(json.dumps(cfg))
+        try:
+            hf = et.run_hf(d, ns, prompts[:hf_seqs], [min(n, hf_max_output) for n in outputs[:hf_seqs]])
+        except Exception as e:  # reported in the JSON, not hidden
+            print(f"  transformers continuous batching failed: {e!r}", flush=True)
+            return {"hf_out_tok_per_s": None, "ratio_vs_hf": None, "hf_error": repr(e)[:500]}
+    print(f"  transformers: {hf['output_tok_s']:.1f} out tok/s", flush=True)
+    return {"hf_out_tok_per_s": hf["output_tok_s"], "ratio_vs_hf": shoal_tok_s / hf["output_tok_s"],
+            "hf": dict(hf, num_seqs=hf_seqs, max_output=hf_max_output)}
+
+
+def batch1_decode(shape="llama-3.1-8b", prompt_len=128, new_tokens=256):
+    """Seconds per generated token of one sequence (after its first token), against the time to read
+    every weight that a step streams (the embedding table is only gathered) at copy bandwidth."""
+    from shoal.engine import LLM, SamplingParams
+
+    with tempfile.TemporaryDirectory() as d:
+        (Path(d) / "config.json").write_text(json.dumps(et.SHAPES[shape]))
+        llm = LLM(d, device="cuda", dtype="bfloat16", load_format="dummy", max_num_seqs=8, kv_cache_tokens=8192,
+                  max_model_len=4096)
+        params = SamplingParams(temperature=0.0, max_tokens=new_tokens, ignore_eos=True)
+        llm.generate([[7] * 16], SamplingParams(max_tokens=4))  # warm-up
+        out = llm.generate([list(range(1, prompt_len + 1))], params)[0]
+        m = out.metrics
+        per_token = (m.finished_time - m.first_token_time) / (len(out.token_ids) - 1)
+        model = llm.engine.runner.model
+        weights = sum(p.numel() * p.element_size() for p in model.parameters())
+        weights -= model.embed_tokens.weight.numel() * model.embed_tokens.weight.element_size()
+        del llm
+    free_gpu()
+    bw = et.copy_bandwidth("cuda", 1 << 30)
+    floor = weights / bw
+    return {"ms_per_token": per_token * 1e3, "weight_bytes": weights, "copy_GBps": bw / 1e9,
+            "floor_ms": floor * 1e3, "ratio_to_floor": per_token / floor}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--json", default="bench/results/engine_throughput_gpu.json")
+    ap.add_argument("--skip", default="", help="comma list of parts to skip: agree,qwen,llama,batch1,hf")
+    args = ap.parse_args()
+    skip = set(filter(None, args.skip.split(",")))
+    import transformers
+    import triton
+
+    result = {"card": torch.cuda.get_device_name(0), "date": time.strftime("%Y-%m-%d", time.gmtime()),
+              "versions": {"torch": torch.__version__, "triton": triton.__version__,
+                           "transformers": transformers.__version__},
+              "command": "PYTHONPATH=src python3 bench/engine_gpu.py"}
+    out = Path(args.json)
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    def save():  # after every part, so a run cut short keeps what it measured
+        out.write_text(json.dumps(result, indent=2, default=str) + "\n")
+
+    if "agree" not in skip:
+        print("== greedy agreement with the CPU float32 path", flush=True)
+        with tempfile.TemporaryDirectory() as root:
+            result["agreement_random_qwen3"] = agreement(random_qwen3_dir(root), [[5, 9, 100, 7, 3000, 12],
+                                                         [11, 12, 13, 14] * 10, [400] * 3])
+        smol = smollm2_dir()
+        result["agreement_smollm2"] = agreement(smol, PROMPTS) if smol else "SmolLM2 GGUF not available on this machine"
+        save()
+    for shape, key in (("qwen3-0.6b", "qwen"), ("llama-3.1-8b", "llama")):
+        if key not in skip:
+            print(f"== nano-vllm protocol, {shape}", flush=True)
+            result[shape] = nano_vllm(shape)
+            save()
+    if "batch1" not in skip:
+        print("== Llama-3.1-8B shape, batch-1 decode", flush=True)
+        result["llama-3.1-8b_batch1"] = batch1_decode()
+        print(f"  {json.dumps(result['llama-3.1-8b_batch1'])}", flush=True)
+        save()
+    if "hf" not in skip and "qwen3-0.6b" in result:
+        print("== transformers continuous batching, qwen3-0.6b shape", flush=True)
+        result["qwen3-0.6b"].update(hf_compare("qwen3-0.6b", result["qwen3-0.6b"]["out_tok_per_s"], 64, 128))
+        save()
+    print("\n== summary")
+    for shape in ("qwen3-0.6b", "llama-3.1-8b"):
+        r = result.get(shape)
+        if r:
+            print(f"{shape:>14}: {r['out_tok_per_s']:.0f} out tok/s, {100 * r['roofline_fraction']:.1f}% of roofline, "
+                  f"HF {r.get('hf_out_tok_per_s')} tok/s, ratio {r.get('ratio_vs_hf')}")
+    b = result.get("llama-3.1-8b_batch1")
+    if b:
+        print(f"llama-3.1-8b batch 1: {b['ms_per_token']:.2f} ms/token vs floor {b['floor_ms']:.2f} ms "
+              f"({b['ratio_to_floor']:.2f}x)")
+
+
+if __name__ == "__main__":
+    main()
