@@ -20,6 +20,15 @@ TINY_COMMON = dict(
 )
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_cpu_thread():
+    """One torch thread: the CI box is small and shared, and two threads fighting for it are much slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def save_tiny(path, family: str, **overrides):
     """Write a random tiny model folder (config.json + model.safetensors) and return (path, hf_model)."""
     from transformers import LlamaConfig, LlamaForCausalLM, Qwen3Config, Qwen3ForCausalLM
