@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import os
 
-import os
-
 import torch
 
 from shoal.engine import ops
@@ -28,9 +26,6 @@ class ModelRunner:
         self.config = config
         self.model_config = model_config
         self.device = torch.device(config.device)
-        if self.device.type == "cpu" and os.environ.get("SHOAL_CPU_THREADS"):
-            # Several engines sharing few cores run far faster with one thread each than fighting over all.
-            torch.set_num_threads(int(os.environ["SHOAL_CPU_THREADS"]))
         if self.device.type == "cpu" and os.environ.get("SHOAL_CPU_THREADS"):
             # Several engines sharing few cores run far faster with one thread each than fighting over all.
             torch.set_num_threads(int(os.environ["SHOAL_CPU_THREADS"]))
