@@ -137,7 +137,9 @@ async def stream_completion(session: aiohttp.ClientSession, url: str, body: dict
                 chunk = json.loads(payload)
                 if chunk.get("usage"):
                     result.completion_tokens = chunk["usage"]["completion_tokens"]
-                if chunk["choices"] and chunk["choices"][0].get("text"):
+                choice = chunk["choices"][0] if chunk["choices"] else None
+                # a token may decode to no text yet (part of a character): its finish chunk still ends the wait
+                if choice and (choice.get("text") or (last is None and choice.get("finish_reason"))):
                     now = time.perf_counter()
                     if last is None:
                         result.ttft_s = now - sent

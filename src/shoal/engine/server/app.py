@@ -42,6 +42,9 @@ async def openai_errors(request: web.Request, handler):
         if exc.status < 400:
             raise
         return _error_response(APIError(exc.status, exc.reason or "error", type="invalid_request_error"))
+    except Exception as exc:  # a bug or a failed engine: logged with its traceback, answered as OpenAI JSON
+        log.exception("%s %s failed", request.method, request.path)
+        return _error_response(APIError(500, f"Internal error: {exc}", type="server_error"))
 
 
 def _error_response(exc: APIError) -> web.Response:
@@ -93,13 +96,20 @@ async def _generate(request: web.Request, req: protocol.GenerationRequest) -> we
         raise
     try:
         if not req.stream:
-            await state.generation.collect(prepared, arrival)
+            try:
+                await state.generation.collect(prepared, arrival)
+            except ValueError as exc:  # the engine refused the prompt or parameters
+                raise APIError(422, str(exc)) from exc
             return web.json_response(state.generation.body(req, prepared))
         response = await start_sse(request)
         try:
             await state.generation.stream(req, prepared, arrival, response.write)
-        except* ConnectionResetError:
+        except ConnectionResetError:
             log.debug("client of %s went away; request aborted", prepared.response_id)
+        except Exception as exc:  # headers are sent: report in the stream, then end it
+            log.exception("stream %s failed", prepared.response_id)
+            status = 422 if isinstance(exc, ValueError) else 500
+            await response.write(b"data: " + APIError(status, str(exc), type="server_error").json_bytes() + b"\n\n")
         return response
     finally:
         for _ in prepared.choices:
@@ -116,6 +126,8 @@ async def models(request: web.Request) -> web.Response:
 async def health(request: web.Request) -> web.Response:
     """Liveness: the engine loop made progress recently, or has nothing to do."""
     state: ServerState = request.app["state"]
+    if not getattr(state.engine, "is_running", True):
+        return web.json_response({"status": "failed", "engine": "the engine loop stopped"}, status=503)
     stats = state.engine.stats()
     if state.engine.is_idle:
         return web.json_response({"status": "ok", "engine": "idle"})

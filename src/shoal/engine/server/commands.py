@@ -41,6 +41,7 @@ FLAGS: tuple[tuple[str, object, object, str], ...] = (
     ("--drain-timeout", float, 30.0, "seconds SIGTERM waits for in-flight requests before exiting"),
     ("--max-waiting", int, 1024, "most requests waiting for a running slot; beyond it 429 with Retry-After"),
     ("--health-stall-seconds", float, 60.0, "/health fails when the busy engine made no step this long"),
+    ("--load-format", str, "safetensors", "safetensors, or dummy: random weights of config.json's shapes (benchmarks)"),
     ("--log-level", str, "info", "debug, info, warning, error"),
 )
 
@@ -76,7 +77,7 @@ def settings_from_args(args: argparse.Namespace):
         enable_prefix_caching=args.enable_prefix_caching, served_model_name=args.served_model_name,
         admin_token_file=args.admin_token_file, runtime_config_dir=args.runtime_config_dir,
         drain_timeout=args.drain_timeout, max_waiting=args.max_waiting,
-        health_stall_seconds=args.health_stall_seconds,
+        health_stall_seconds=args.health_stall_seconds, load_format=args.load_format,
     )
 
 

@@ -109,9 +109,7 @@ class Generation:
             )
 
     async def collect(self, prepared: Prepared, arrival: float) -> None:
-        async with asyncio.TaskGroup() as group:
-            for choice in prepared.choices:
-                group.create_task(self.run_choice(choice, arrival, None))
+        await all_or_none([self.run_choice(choice, arrival, None) for choice in prepared.choices])
 
     async def stream(self, req: GenerationRequest, prepared: Prepared, arrival: float, write: Emit) -> None:
         encoder = responses.ChunkEncoder(req.kind, prepared.response_id, int(time.time()), self.model_name)
@@ -137,12 +135,7 @@ class Generation:
             await self.run_choice(choice, arrival, emit_text)
             await out(encoder.finish(index, choice.finish_reason))
 
-        if len(prepared.choices) == 1:
-            await one(prepared.choices[0])
-        else:
-            async with asyncio.TaskGroup() as group:
-                for choice in prepared.choices:
-                    group.create_task(one(choice))
+        await all_or_none([one(choice) for choice in prepared.choices])
         if req.include_usage:
             await write(encoder.usage(prepared.prompt_tokens, sum(c.num_tokens for c in prepared.choices)))
         await write(responses.DONE)
@@ -154,6 +147,20 @@ class Generation:
             [(c.echo_text + c.text, c.finish_reason) for c in prepared.choices],
             prepared.prompt_tokens, sum(c.num_tokens for c in prepared.choices),
         )
+
+
+async def all_or_none(coros: list) -> None:
+    """Run coroutines together; the first error (or our cancellation) cancels the rest, and is raised as is."""
+    if len(coros) == 1:
+        await coros[0]  # the common case, without tasks
+        return
+    tasks = [asyncio.ensure_future(c) for c in coros]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)  # let each abort its engine request
 
 
 async def start_sse(request: web.Request) -> web.StreamResponse:

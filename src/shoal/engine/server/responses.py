@@ -49,10 +49,14 @@ class ChunkEncoder:
         return self._choice({"index": index, **empty, "logprobs": None, "finish_reason": reason})
 
     def usage(self, prompt_tokens: int, completion_tokens: int) -> bytes:
-        return self._head + b'[],"usage":' + json.dumps(usage(prompt_tokens, completion_tokens)).encode() + b"}\n\n"
+        return self._head + b'[],"usage":' + _compact(usage(prompt_tokens, completion_tokens)) + b"}\n\n"
 
     def _choice(self, choice: dict) -> bytes:
-        return self._head + b"[" + json.dumps(choice).encode() + b"]}\n\n"
+        return self._head + b"[" + _compact(choice) + b"]}\n\n"
+
+
+def _compact(value) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
 
 
 def completion_body(response_id: str, created: int, model: str, choices: list[tuple[str, str | None]],

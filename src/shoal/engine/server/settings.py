@@ -25,6 +25,7 @@ class ServeSettings:
     drain_timeout: float = 30.0
     max_waiting: int = 1024
     health_stall_seconds: float = 60.0
+    load_format: str = "safetensors"  # "dummy": random weights of config.json's shapes (benchmarks)
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -42,6 +43,8 @@ class ServeSettings:
             raise ValueError(f"max_waiting must be >= 0 (0 refuses any queueing), got {self.max_waiting}")
         if self.health_stall_seconds <= 0:
             raise ValueError(f"health_stall_seconds must be > 0, got {self.health_stall_seconds}")
+        if self.load_format not in ("safetensors", "dummy"):
+            raise ValueError(f"load_format must be 'safetensors' or 'dummy', got {self.load_format!r}")
         if self.served_model_name == "":
             raise ValueError("served_model_name must not be empty; omit it to use the model folder's name")
 
@@ -60,4 +63,5 @@ class ServeSettings:
             "max_model_len": self.max_model_len,
             "block_size": self.block_size,
             "enable_prefix_caching": self.enable_prefix_caching,
+            "load_format": self.load_format,
         }
