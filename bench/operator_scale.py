@@ -221,7 +221,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--out", type=Path, default=None)
-    parser.add_argument("--workers", type=int, default=8, help="the operator's concurrent reconciles")
+    parser.add_argument("--workers", type=int, default=1, help="the operator's concurrent reconciles (its default)")
     args = parser.parse_args()
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="shoal-opscale-") as tmp:

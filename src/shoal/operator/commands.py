@@ -25,7 +25,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--priority", type=int, default=None,
                         help="peering priority (default random): among replicas only the highest acts")
     parser.add_argument("--standalone", action="store_true", help="no peering: for a single operator replica")
-    parser.add_argument("--workers", type=int, default=8, help="concurrent reconciles")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="concurrent reconciles (raise it when API round trips are slow, e.g. a remote cluster)")
     parser.add_argument("--verbose", "-v", action="store_true")
     parser.set_defaults(func=run)
 

@@ -19,7 +19,7 @@ class OperatorConfig:
     peering_name: str = "shoal"
     peering_priority: int | None = None  # None: random, so among replicas the highest one acts, the rest wait
     standalone: bool = False
-    workers: int = 8  # concurrent reconciles (different services; one service never runs twice at once)
+    workers: int = 1  # concurrent reconciles (different services; one service never runs twice at once)
     resync_seconds: float = 300.0
     engine_uid: int = 1000
     extra_labels: dict[str, str] = field(default_factory=dict)

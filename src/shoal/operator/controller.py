@@ -16,7 +16,7 @@ from typing import Any, Callable
 from shoal.operator import kube, labels
 from shoal.operator.config import OperatorConfig
 from shoal.operator.metrics import OperatorMetrics
-from shoal.operator.reconcile import is_subset, now_rfc3339, reconcile
+from shoal.operator.reconcile import PartialReconcile, is_subset, now_rfc3339, reconcile
 from shoal.operator.status import failed_status
 
 Key = tuple[str, str]  # (namespace, name) of an InferenceService
@@ -158,13 +158,16 @@ class Controller:
             outcome = await reconcile(body, self.client, self.config, self.observed_in(key[0]), self.remember,
                                       self.monitoring)
         except Exception as exc:  # any failure: count it, say so in status, retry later
-            self.metrics.reconcile_errors.labels(reason=type(exc).__name__).inc()
+            cause = exc.cause if isinstance(exc, PartialReconcile) else exc
+            if isinstance(exc, PartialReconcile) and exc.changes:
+                await self.post_event(body, "Normal", self._reason(body, exc.changes), "; ".join(exc.changes))
+            self.metrics.reconcile_errors.labels(reason=type(cause).__name__).inc()
             failures = self._failures.get(key, 0) + 1
             self._failures[key] = failures
             delay = min(60.0, 0.5 * 2 ** (failures - 1))
-            if not isinstance(exc, kube.ApiError) or exc.status != 409:
-                log.warning("reconcile of %s/%s failed (%s), retrying in %.1fs", *key, exc, delay)
-                await self._report_failure(key, body, exc)
+            if not isinstance(cause, kube.ApiError) or cause.status != 409:  # 409: a concurrent writer, retry
+                log.warning("reconcile of %s/%s failed (%s), retrying in %.1fs", *key, cause, delay)
+                await self._report_failure(key, body, cause)
             asyncio.get_running_loop().call_later(delay, self.enqueue, key)
             return
         finally:
@@ -175,10 +178,13 @@ class Controller:
         self.metrics.desired_replicas.labels(namespace=key[0], service=key[1]).set(outcome.replicas)
         self.metrics.ready_replicas.labels(namespace=key[0], service=key[1]).set(outcome.ready)
         if outcome.changes:
-            restored = bool((body.get("status") or {}).get("observedGeneration")) and any(
-                c.startswith("created") for c in outcome.changes)
-            reason = "Restored" if restored else "Reconciled"
-            await self.post_event(body, "Normal", reason, "; ".join(outcome.changes))
+            await self.post_event(body, "Normal", self._reason(body, outcome.changes), "; ".join(outcome.changes))
+
+    @staticmethod
+    def _reason(body: dict[str, Any], changes: list[str]) -> str:
+        """`Restored` when a child had to be created again for a service that was already reconciled."""
+        reconciled_before = bool((body.get("status") or {}).get("observedGeneration"))
+        return "Restored" if reconciled_before and any(c.startswith("created") for c in changes) else "Reconciled"
 
     async def post_event(self, body: dict[str, Any], type_: str, reason: str, message: str) -> None:
         try:

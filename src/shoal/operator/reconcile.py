@@ -137,6 +137,22 @@ async def _apply(action: Action, client: kube.KubeClient, namespace: str,
     return f"updated {action.kind.kind} {action.name}"
 
 
+async def _write_status(isvc: dict[str, Any], status: dict[str, Any], client: kube.KubeClient,
+                        remember: Callable[[kube.Kind, dict], None]) -> None:
+    meta = isvc["metadata"]
+    body = {"metadata": {"resourceVersion": meta["resourceVersion"]}, "status": status}  # no lost updates
+    remember(kube.INFERENCESERVICE, await client.patch(kube.INFERENCESERVICE, meta["namespace"], meta["name"], body,
+                                                       subresource="status"))
+
+
+class PartialReconcile(Exception):
+    """Some writes of a reconcile failed; `changes` are those that went through (worth an Event anyway)."""
+
+    def __init__(self, changes: list[str], cause: BaseException):
+        super().__init__(str(cause))
+        self.changes, self.cause = changes, cause
+
+
 @dataclass
 class Outcome:
     changes: list[str]
@@ -152,17 +168,21 @@ async def reconcile(isvc: dict[str, Any], client: kube.KubeClient, config: Opera
     meta = isvc["metadata"]
     namespace = meta["namespace"]
     the_plan = plan(isvc, config, observed, monitoring)
-    # children are independent of each other: write them concurrently (one round trip, not five)
-    results = await asyncio.gather(*(_apply(action, client, namespace, remember) for action in the_plan.actions))
-    changes = [change for change in results if change]
     spec = ServiceSpec.from_body(isvc.get("spec") or {})
-    deployment = observed(kube.DEPLOYMENT, meta["name"])
-    runtime = observed(kube.CONFIGMAP, labels.runtime_configmap_name(meta["name"]))
-    status = build_status(isvc, spec, deployment, (runtime or {}).get("data"), error, now_rfc3339())
-    written_status = False
-    if not is_subset(status, isvc.get("status") or {}):
-        body = {"metadata": {"resourceVersion": meta["resourceVersion"]}, "status": status}
-        updated = await client.patch(kube.INFERENCESERVICE, namespace, meta["name"], body, subresource="status")
-        remember(kube.INFERENCESERVICE, updated)
-        written_status = True
+    runtime_name = labels.runtime_configmap_name(meta["name"])
+    runtime = next((a.body for a in the_plan.actions if a.kind is kube.CONFIGMAP and a.name == runtime_name),
+                   None) or observed(kube.CONFIGMAP, runtime_name)
+    # status depends on the Deployment's status, which our writes never change: compute it now, so the child
+    # writes and the status write all go out together (one round trip per reconcile, not two)
+    status = build_status(isvc, spec, observed(kube.DEPLOYMENT, meta["name"]), (runtime or {}).get("data"), error,
+                          now_rfc3339())
+    writes = [_apply(action, client, namespace, remember) for action in the_plan.actions]
+    written_status = not is_subset(status, isvc.get("status") or {})
+    if written_status:
+        writes.append(_write_status(isvc, status, client, remember))
+    results = await asyncio.gather(*writes, return_exceptions=True)
+    changes = [r for r in results if isinstance(r, str)]
+    failures = [r for r in results if isinstance(r, BaseException)]
+    if failures:
+        raise PartialReconcile(changes, failures[0])
     return Outcome(changes, written_status, the_plan.replicas, status["readyReplicas"])
