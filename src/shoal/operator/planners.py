@@ -255,8 +255,9 @@ class BatchState:
         return cls(spec.max_num_seqs_cap, spec.max_num_batched_tokens_cap)
 
     def to_status(self) -> dict:
+        """status.batch fields; `tunedAt` is the planner's clock (the operator adds lastTuneTime as RFC 3339)."""
         return {"maxNumSeqs": self.max_num_seqs, "maxNumBatchedTokens": self.max_num_batched_tokens,
-                "lastTuneTime": self.last_tune_time}
+                "tunedAt": self.last_tune_time}
 
     @classmethod
     def from_status(cls, status: dict | None, spec: PlannerSpec) -> BatchState:
@@ -264,7 +265,7 @@ class BatchState:
             return cls.initial(spec)
         seqs = min(max(int(status["maxNumSeqs"]), 1), spec.max_num_seqs_cap)  # caps may have shrunk since
         tokens = min(max(int(status["maxNumBatchedTokens"]), 1), spec.max_num_batched_tokens_cap)
-        return cls(seqs, tokens, _opt_float(status.get("lastTuneTime")))
+        return cls(seqs, tokens, _opt_float(status.get("tunedAt")))
 
 
 @dataclass(frozen=True)

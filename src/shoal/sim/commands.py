@@ -22,6 +22,8 @@ def register(subparsers) -> None:
     p.add_argument("--json", dest="json_out", help="write the results here")
     p.add_argument("--plot", help="write the plot (PNG) here")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--capacity-probe-s", type=float, default=600.0,
+                   help="simulated seconds per probe when measuring one replica's capacity (sizes oracle/static)")
     p.set_defaults(func=run)
 
 
@@ -38,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
         scenario = Scenario(args.trace, args.rate_scale, args.slo_ttft_ms / 1000, args.slo_itl_ms / 1000, args.seed)
     except ValueError as exc:
         raise SystemExit(str(exc)) from None
-    prepared = prepare(scenario)
+    prepared = prepare(scenario, probe_s=args.capacity_probe_s)
     print(f"one replica at default limits carries {prepared.capacity.rate_rps:.2f} req/s inside the SLO "
           f"({scenario.cal.name})")
     results = {}

@@ -49,10 +49,10 @@ class Prepared:
     context: PolicyContext
 
 
-def prepare(sc: Scenario, capacity: Capacity | None = None) -> Prepared:
+def prepare(sc: Scenario, capacity: Capacity | None = None, probe_s: float = 600.0) -> Prepared:
     raw = load_trace(sc.trace_path)
     cfg = sc.config()
-    cap = capacity or measure_capacity(cfg, raw, seed=sc.seed)
+    cap = capacity or measure_capacity(cfg, raw, seed=sc.seed, duration_s=probe_s)
     scaled = scale_trace(raw, sc.rate_scale, sc.seed)
     rates = per_minute_rate(scaled)
     spec = PlannerSpec(min_replicas=1, max_replicas=sc.max_replicas, ttft_slo_s=sc.slo_ttft_s,

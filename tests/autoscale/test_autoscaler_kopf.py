@@ -1,0 +1,179 @@
+"""The autoscaler timer end to end: real kopf against the API emulator over HTTP, a real Prometheus scraping
+stand-in engine endpoints (the engine's real metrics registry), PATCHes to the pods' admin route."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from promserver import running_prometheus
+from standin import StandinEngine
+
+from shoal.fleet.apiserver.process import start_apiserver
+from shoal.operator.autoscaler import PERIOD_ENV
+
+REPO = Path(__file__).resolve().parents[2]
+CRD = REPO / "crds" / "inferenceservice.yaml"
+NS = "default"
+
+
+class Api:
+    def __init__(self, url: str):
+        self.url = url
+
+    def call(self, method: str, path: str, body=None, content_type="application/merge-patch+json"):
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.url + path, data=data, method=method,
+                                     headers={"Content-Type": content_type, "Accept": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                return resp.status, json.loads(resp.read() or b"null")
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read() or b"null")
+
+    def get(self, path: str):
+        status, body = self.call("GET", path)
+        return body if status == 200 else None
+
+
+def wait_for(check, timeout: float = 45.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.2)
+
+
+ISVC = "/apis/shoal.dev/v1alpha1/namespaces/default/inferenceservices"
+DEPLOY = "/apis/apps/v1/namespaces/default/deployments"
+
+
+def create_isvc(api: Api, name: str, **spec) -> None:
+    body = {"apiVersion": "shoal.dev/v1alpha1", "kind": "InferenceService", "metadata": {"name": name},
+            "spec": {"model": {"name": "m", "uri": "pvc://models/m"}, "resources": {"gpus": 0},
+                     "slo": {"ttftP95Ms": 500, "itlP95Ms": 50}, "batchTuning": {"enabled": True}, **spec}}
+    status, answer = api.call("POST", ISVC, body, "application/json")
+    assert status == 201, answer
+
+
+def run_pod(api: Api, service: str, index: int, port: int) -> None:
+    """What a kubelet would write: a ready pod of the service, reachable at 127.0.0.1:port."""
+    pod = {"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": f"{service}-{index}", "labels": {"shoal.dev/service": service}},
+           "spec": {"containers": [{"name": "engine", "image": "x",
+                                    "ports": [{"name": "http", "containerPort": port}]}]}}
+    status, answer = api.call("POST", "/api/v1/namespaces/default/pods", pod, "application/json")
+    assert status == 201, answer
+    api.call("PATCH", f"/api/v1/namespaces/default/pods/{service}-{index}/status", {"status": {
+        "phase": "Running", "podIP": "127.0.0.1", "conditions": [{"type": "Ready", "status": "True"}]}})
+
+
+def mark_ready(api: Api, name: str, ready: int) -> None:
+    api.call("PATCH", f"{DEPLOY}/{name}/status", {"status": {"replicas": ready, "readyReplicas": ready}})
+
+
+def condition(isvc: dict, kind: str) -> dict | None:
+    return next((c for c in (isvc.get("status") or {}).get("conditions") or () if c["type"] == kind), None)
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory):
+    previous = {k: os.environ.get(k) for k in ("KUBECONFIG", PERIOD_ENV)}
+    os.environ[PERIOD_ENV] = "1"
+    engine = StandinEngine(token=None, ttft_s=2.0, itl_s=0.045)  # TTFT and ITL both over their SLOs' margins
+    workdir = tmp_path_factory.mktemp("autoscaler")
+    targets = [(f"127.0.0.1:{engine.port}", {"namespace": NS, "service": "chat", "pod": "chat-0"})]
+    with start_apiserver(workdir, manifests=(CRD,)) as api_process, \
+            running_prometheus(workdir, targets) as prom_url:
+        os.environ["KUBECONFIG"] = str(api_process.kubeconfig)
+        from shoal.operator.config import OperatorConfig
+        from shoal.operator.main import OperatorThread
+
+        config = OperatorConfig(engine_image="registry.example/shoal-engine:test", all_namespaces=True,
+                                liveness_port=None, metrics_port=None, standalone=True, resync_seconds=1.0,
+                                prometheus_url=prom_url)
+        operator = OperatorThread(config).start()
+        try:
+            yield Api(api_process.url), engine, config, operator
+        finally:
+            try:
+                operator.stop()
+            finally:
+                engine.close()
+                for key, value in previous.items():
+                    if value is None:
+                        os.environ.pop(key, None)
+                    else:
+                        os.environ[key] = value
+
+
+def test_breach_scales_up_and_tunes_every_ready_pod(fleet):
+    api, engine, _, _ = fleet
+    create_isvc(api, "chat", autoscaling={"enabled": True, "minReplicas": 1, "maxReplicas": 3})
+    wait_for(lambda: api.get(f"{DEPLOY}/chat"), what="the operator's Deployment")
+    secret = wait_for(lambda: api.get("/api/v1/namespaces/default/secrets/chat-admin-token"), what="admin Secret")
+    engine.token = base64.b64decode(secret["data"]["token"]).decode()
+    run_pod(api, "chat", 0, engine.port)
+    mark_ready(api, "chat", 1)
+
+    deployment = wait_for(lambda: (d := api.get(f"{DEPLOY}/chat")) and d["spec"]["replicas"] >= 2 and d,
+                          what="scale-up on the TTFT breach")
+    assert deployment["spec"]["replicas"] <= 3
+    wait_for(lambda: any(body.get("maxNumBatchedTokens", 8192) < 8192 and auth == f"Bearer {engine.token}"
+                         for auth, body in engine.patches), what="a token-budget cut pushed to the pod")
+    configmap = api.get("/api/v1/namespaces/default/configmaps/chat-runtime")
+    assert int(configmap["data"]["maxNumBatchedTokens"]) < 8192  # new pods start tuned
+
+    isvc = wait_for(lambda: (i := api.get(f"{ISVC}/chat")) and (i.get("status") or {}).get("desiredReplicas", 0) >= 2
+                    and i, what="status.desiredReplicas")
+    status = isvc["status"]
+    assert condition(isvc, "MetricsAvailable")["status"] == "True"
+    assert condition(isvc, "ScalingLimited") is not None
+    decision = status["autoscaling"]["lastDecision"]
+    assert decision["ttftP95Ms"] > 500 and decision["replicas"] >= 2
+    assert status["autoscaling"]["planner"]["capacityRps"] > 0
+    assert status["batch"]["maxNumBatchedTokens"] < 8192 and status["batch"]["lastTuneTime"].endswith("Z")
+    events = api.get("/api/v1/namespaces/default/events")["items"]
+    reasons = {e["reason"] for e in events if e["involvedObject"]["name"] == "chat"}
+    assert {"Scaled", "Tuned"} <= reasons
+
+
+def test_no_metrics_holds_the_replica_count(fleet):
+    api, _, _, _ = fleet
+    create_isvc(api, "blind", autoscaling={"enabled": True, "minReplicas": 1, "maxReplicas": 4})
+    wait_for(lambda: api.get(f"{DEPLOY}/blind"), what="the operator's Deployment")
+    api.call("PATCH", f"{ISVC}/blind/status", {"status": {"desiredReplicas": 3}})  # as if scaled up earlier
+    wait_for(lambda: api.get(f"{DEPLOY}/blind")["spec"]["replicas"] == 3, what="3 replicas")
+    mark_ready(api, "blind", 3)
+    isvc = wait_for(lambda: (i := api.get(f"{ISVC}/blind")) and (c := condition(i, "MetricsAvailable"))
+                    and c["reason"] == "MetricsMissing" and i, what="MetricsAvailable=False")
+    assert condition(isvc, "MetricsAvailable")["status"] == "False"
+    time.sleep(3)  # several control periods with no data
+    assert api.get(f"{DEPLOY}/blind")["spec"]["replicas"] == 3
+    assert "no data" in api.get(f"{ISVC}/blind")["status"]["autoscaling"]["lastDecision"]["reason"]
+
+
+def test_restarted_operator_resumes_from_status(fleet):
+    api, _, config, operator = fleet
+    before = wait_for(lambda: (i := api.get(f"{ISVC}/chat")) and i["status"].get("autoscaling"), what="state")
+    operator.stop()
+    from shoal.operator.main import OperatorThread
+
+    stamp = before["lastDecision"]["time"]
+    replacement = OperatorThread(config).start()
+    try:
+        after = wait_for(lambda: (a := api.get(f"{ISVC}/chat")["status"]["autoscaling"])
+                         and a["lastDecision"]["time"] != stamp and a, what="a decision by the new operator")
+        assert "initial estimate" not in after["lastDecision"]["reason"]  # it kept the learned capacity
+        assert after["planner"]["recentForecasts"]  # and the stabilization window
+    finally:
+        replacement.stop()
