@@ -13,6 +13,7 @@ from typing import Any
 import kopf
 
 from shoal.operator import handlers  # noqa: F401  (registers the handlers)
+from shoal.operator import autoscaler  # noqa: F401  (registers the autoscaler timer)
 from shoal.operator.config import OperatorConfig
 from shoal.operator.kopf_settings import operator_settings
 from shoal.operator.metrics import OperatorMetrics
