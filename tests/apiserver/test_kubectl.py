@@ -79,6 +79,8 @@ def test_wait_for_a_condition_and_deployment_scale(kubectl):
     kubectl("apply", "--validate=false", "-f", "-", input=json.dumps(deploy))
     kubectl("scale", "deployment", "web", "--replicas=3")
     assert kubectl("get", "deploy", "web", "-o", "jsonpath={.spec.replicas}").stdout == "3"
+    header, row = kubectl("get", "deploy", "web").stdout.splitlines()
+    assert header.split() == ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"] and row.split()[1] == "0/3"
     kubectl("wait", "--for=condition=established", "crd/inferenceservices.shoal.dev", "--timeout=10s")
     kubectl("delete", "-f", "-", input=json.dumps(deploy))
     assert kubectl("get", "deploy", "-o", "name").stdout.strip() == ""

@@ -66,6 +66,7 @@ class ObjectApi:
         self.store = store
         self.registry = registry
         self._on_types_changed = on_types_changed or (lambda: None)
+        self._service_ips = 0
         for name in ("default", "kube-system", "kube-public", "kube-node-lease"):
             self.create(self.registry.get("", "v1", "namespaces"), None, {"metadata": {"name": name}})
 
@@ -126,7 +127,13 @@ class ObjectApi:
         if rt.key == NS_KEY:
             obj["status"] = {"phase": "Active"}
         if rt.key == ("apps", "deployments"):
-            obj.setdefault("spec", {}).setdefault("replicas", 1)
+            obj["spec"] = dict(obj.get("spec") or {})
+            obj["spec"].setdefault("replicas", 1)
+        if rt.key == ("", "services"):
+            obj["spec"] = dict(obj.get("spec") or {})
+            if obj["spec"].get("type", "ClusterIP") == "ClusterIP" and not obj["spec"].get("clusterIP"):
+                self._service_ips += 1  # from the conventional service range, never reused
+                obj["spec"]["clusterIP"] = f"10.96.{self._service_ips // 250}.{self._service_ips % 250 + 1}"
         if rt.key == CRD_KEY:
             obj = self._establish_crd(obj)
         return self.store.put(rt.key, obj, "ADDED")

@@ -104,7 +104,7 @@ class KubernetesApi(kmock.RawHandler):
             return self._render_list(request, rt, items)
         if method == "GET":
             obj = self.api.get(rt, ns, name)
-            if "as=Table" in request.headers.get("Accept", "") and rt.printer_columns:
+            if "as=Table" in request.headers.get("Accept", "") and tables.has_table(rt):
                 return _respond(tables.render_table(rt, [obj], obj["metadata"]["resourceVersion"]))
             return _respond(obj)
         body = await self._body(request)
@@ -181,7 +181,7 @@ class KubernetesApi(kmock.RawHandler):
     def _render_list(self, request: aiohttp.web.BaseRequest, rt: ResourceType,
                      items: list[dict[str, Any]]) -> aiohttp.web.Response:
         rv = str(self.store.resource_version)
-        if "as=Table" in request.headers.get("Accept", "") and rt.printer_columns:
+        if "as=Table" in request.headers.get("Accept", "") and tables.has_table(rt):
             return _respond(tables.render_table(rt, items, rv))
         return _respond({"kind": f"{rt.kind}List", "apiVersion": rt.group_version,
                          "metadata": {"resourceVersion": rv}, "items": items})

@@ -53,8 +53,70 @@ def _cell(value: Any, kind: str) -> Any:
     return value
 
 
+def _ready_of(obj: dict[str, Any]) -> str:
+    status = obj.get("status") or {}
+    return f"{status.get('readyReplicas') or 0}/{(obj.get('spec') or {}).get('replicas', 0)}"
+
+
+def _pod_ready(obj: dict[str, Any]) -> str:
+    statuses = (obj.get("status") or {}).get("containerStatuses") or []
+    containers = (obj.get("spec") or {}).get("containers") or []
+    return f"{sum(1 for c in statuses if c.get('ready'))}/{len(containers)}"
+
+
+def _ports(obj: dict[str, Any]) -> str:
+    ports = (obj.get("spec") or {}).get("ports") or []
+    return ",".join(f"{p.get('port')}/{p.get('protocol', 'TCP')}" for p in ports) or "<none>"
+
+
+def _involved(obj: dict[str, Any]) -> str:
+    ref = obj.get("involvedObject") or {}
+    return f"{str(ref.get('kind', '')).lower()}/{ref.get('name', '')}"
+
+
+# What kubectl shows for the built-in kinds people look at on the local fleet (computed cells, not JSONPath).
+BUILTIN_COLUMNS: dict[tuple[str, str], list[tuple[str, str, Any]]] = {
+    ("apps", "deployments"): [
+        ("Ready", "string", _ready_of),
+        ("Up-to-date", "integer", lambda o: (o.get("status") or {}).get("updatedReplicas") or 0),
+        ("Available", "integer", lambda o: (o.get("status") or {}).get("availableReplicas") or 0)],
+    ("", "pods"): [
+        ("Ready", "string", _pod_ready),
+        ("Status", "string", lambda o: (o.get("status") or {}).get("phase") or "Pending"),
+        ("IP", "string", lambda o: (o.get("status") or {}).get("podIP") or "<none>")],
+    ("", "services"): [
+        ("Type", "string", lambda o: (o.get("spec") or {}).get("type") or "ClusterIP"),
+        ("Cluster-IP", "string", lambda o: (o.get("spec") or {}).get("clusterIP") or "<none>"),
+        ("Port(s)", "string", _ports)],
+    ("", "configmaps"): [("Data", "integer", lambda o: len(o.get("data") or {}))],
+    ("", "secrets"): [("Type", "string", lambda o: o.get("type") or "Opaque"),
+                      ("Data", "integer", lambda o: len(o.get("data") or {}))],
+    ("", "events"): [
+        ("Type", "string", lambda o: o.get("type") or ""),
+        ("Reason", "string", lambda o: o.get("reason") or ""),
+        ("Object", "string", _involved),
+        ("Message", "string", lambda o: o.get("message") or "")],
+    ("policy", "poddisruptionbudgets"): [
+        ("Max-Unavailable", "string", lambda o: str((o.get("spec") or {}).get("maxUnavailable", "N/A")))],
+}
+
+
+def has_table(rt: ResourceType) -> bool:
+    return bool(rt.printer_columns) or rt.key in BUILTIN_COLUMNS
+
+
 def render_table(rt: ResourceType, objects: list[dict[str, Any]], resource_version: str) -> dict[str, Any]:
     columns = [{"name": "Name", "type": "string", "format": "name", "description": "Name of the object"}]
+    if rt.key in BUILTIN_COLUMNS:
+        computed = BUILTIN_COLUMNS[rt.key]
+        columns += [{"name": n, "type": t, "format": "", "description": n, "priority": 0} for n, t, _ in computed]
+        columns.append({"name": "Age", "type": "date", "format": "", "description": "Age"})
+        rows = [{"cells": [o["metadata"]["name"]] + [fn(o) for _, _, fn in computed]
+                 + [human_age(o["metadata"].get("creationTimestamp"))],
+                 "object": {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": o["metadata"]}}
+                for o in objects]
+        return {"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": {"resourceVersion": resource_version},
+                "columnDefinitions": columns, "rows": rows}
     paths: list[tuple[str, str]] = []
     for column in rt.printer_columns:
         columns.append({"name": column["name"], "type": column.get("type", "string"),
