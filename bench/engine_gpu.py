@@ -87,29 +87,59 @@ def smollm2_dir():
         return None
 
 
-def nano_vllm(shape):
-    result = et.main(["--model-shape", shape, "--device", "cuda", "--out", os.devnull])
+def nano_vllm(shape, profile=False):
+    argv = ["--model-shape", shape, "--device", "cuda", "--out", os.devnull]
+    if profile:  # where the host spends a step: the top of cProfile's table
+        import cProfile
+        import pstats
+
+        prof = cProfile.Profile()
+        result = prof.runcall(et.main, argv)
+        pstats.Stats(prof).sort_stats("tottime").print_stats(22)
+    else:
+        result = et.main(argv)
     free_gpu()
     return {"out_tok_per_s": result["shoal"]["output_tok_s"], "roofline_fraction": result["roofline"]["fraction"],
-            "shoal": result["shoal"], "roofline": result["roofline"]}
+            "shoal": result["shoal"], "roofline": result["roofline"], "under_cprofile": profile}
 
 
 def hf_compare(shape, shoal_tok_s, hf_seqs, hf_max_output):
-    """transformers on the first hf_seqs sequences of the same workload, outputs capped at hf_max_output
-    (its throughput on the full 256 x ~560-token protocol would take many minutes)."""
-    ns = argparse.Namespace(device="cuda", dtype="bfloat16")
+    """transformers' generate_batch (continuous batching, paged attention) on the first hf_seqs
+    prompts of the same workload, every output hf_max_output tokens (the full 256 x ~560-token
+    protocol would take it many minutes)."""
+    import transformers
+    from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig
+
     cfg = et.SHAPES[shape]
-    prompts, outputs = et.make_workload(256, 100, 1024, 100, 1024, cfg["vocab_size"], 0)
-    with tempfile.TemporaryDirectory() as d:
-        (Path(d) / "config.json").write_text(json.dumps(cfg))
-        try:
-            hf = et.run_hf(d, ns, prompts[:hf_seqs], [min(n, hf_max_output) for n in outputs[:hf_seqs]])
-        except Exception as e:  # reported in the JSON, not hidden
-            print(f"  transformers continuous batching failed: {e!r}", flush=True)
-            return {"hf_out_tok_per_s": None, "ratio_vs_hf": None, "hf_error": repr(e)[:500]}
-    print(f"  transformers: {hf['output_tok_s']:.1f} out tok/s", flush=True)
-    return {"hf_out_tok_per_s": hf["output_tok_s"], "ratio_vs_hf": shoal_tok_s / hf["output_tok_s"],
-            "hf": dict(hf, num_seqs=hf_seqs, max_output=hf_max_output)}
+    prompts, _ = et.make_workload(256, 100, 1024, 100, 1024, cfg["vocab_size"], 0)
+    prompts = prompts[:hf_seqs]
+    try:
+        with tempfile.TemporaryDirectory() as d:
+            (Path(d) / "config.json").write_text(json.dumps(cfg))
+            config = AutoConfig.from_pretrained(d)
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16, attn_implementation="paged|sdpa")
+        model = model.to("cuda").eval()
+        gen = GenerationConfig(do_sample=True, temperature=0.6, max_new_tokens=hf_max_output, eos_token_id=None,
+                               pad_token_id=0)
+        with torch.no_grad():
+            model.generate_batch(inputs=[prompts[0][:16]], generation_config=gen)  # warm-up
+            torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            outs = model.generate_batch(inputs=prompts, generation_config=gen)
+            torch.cuda.synchronize()
+            seconds = time.perf_counter() - t0
+        tokens = sum(len(o.generated_tokens) for o in outs.values())
+    except Exception as e:  # reported in the JSON, not hidden
+        print(f"  transformers generate_batch failed: {e!r}", flush=True)
+        return {"hf_out_tok_per_s": None, "ratio_vs_hf": None, "hf_error": repr(e)[:500]}
+    del model
+    free_gpu()
+    tok_s = tokens / seconds
+    print(f"  transformers generate_batch: {tokens} tokens in {seconds:.1f}s = {tok_s:.1f} out tok/s", flush=True)
+    return {"hf_out_tok_per_s": tok_s, "ratio_vs_hf": shoal_tok_s / tok_s,
+            "hf": {"num_seqs": hf_seqs, "max_new_tokens": hf_max_output, "output_tokens": tokens,
+                   "seconds": seconds, "attn_implementation": "paged|sdpa",
+                   "transformers": transformers.__version__}}
 
 
 def batch1_decode(shape="llama-3.1-8b", prompt_len=128, new_tokens=256):
@@ -141,8 +171,12 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--json", default="bench/results/engine_throughput_gpu.json")
     ap.add_argument("--skip", default="", help="comma list of parts to skip: agree,qwen,llama,batch1,hf")
+    ap.add_argument("--only", default="", help="comma list of the parts to run (and 'profile' to profile qwen)")
     args = ap.parse_args()
     skip = set(filter(None, args.skip.split(",")))
+    parts = {"agree", "qwen", "llama", "batch1", "hf"}
+    if args.only:
+        skip |= parts - set(args.only.split(","))
     import transformers
     import triton
 
@@ -167,21 +201,22 @@ def main():
     for shape, key in (("qwen3-0.6b", "qwen"), ("llama-3.1-8b", "llama")):
         if key not in skip:
             print(f"== nano-vllm protocol, {shape}", flush=True)
-            result[shape] = nano_vllm(shape)
+            result[shape] = nano_vllm(shape, profile="profile" in args.only)
             save()
     if "batch1" not in skip:
         print("== Llama-3.1-8B shape, batch-1 decode", flush=True)
         result["llama-3.1-8b_batch1"] = batch1_decode()
         print(f"  {json.dumps(result['llama-3.1-8b_batch1'])}", flush=True)
         save()
-    if "hf" not in skip and "qwen3-0.6b" in result:
+    if "hf" not in skip:
         print("== transformers continuous batching, qwen3-0.6b shape", flush=True)
-        result["qwen3-0.6b"].update(hf_compare("qwen3-0.6b", result["qwen3-0.6b"]["out_tok_per_s"], 64, 128))
+        row = result.setdefault("qwen3-0.6b", {})
+        row.update(hf_compare("qwen3-0.6b", row.get("out_tok_per_s") or float("nan"), 64, 128))
         save()
     print("\n== summary")
     for shape in ("qwen3-0.6b", "llama-3.1-8b"):
         r = result.get(shape)
-        if r:
+        if r and "out_tok_per_s" in r:
             print(f"{shape:>14}: {r['out_tok_per_s']:.0f} out tok/s, {100 * r['roofline_fraction']:.1f}% of roofline, "
                   f"HF {r.get('hf_out_tok_per_s')} tok/s, ratio {r.get('ratio_vs_hf')}")
     b = result.get("llama-3.1-8b_batch1")
