@@ -15,7 +15,7 @@ import secrets
 import uuid
 from typing import Any, Callable
 
-from shoal.fleet.apiserver import admission, errors, patches, resources, selectors
+from shoal.fleet.apiserver import admission, errors, patches, resources, scale, selectors
 from shoal.fleet.apiserver.resources import ResourceType
 from shoal.fleet.apiserver.store import Store
 
@@ -41,23 +41,6 @@ def _fold_string_data(obj: dict[str, Any]) -> dict[str, Any]:
         for key, value in string_data.items():
             data[key] = base64.b64encode(str(value).encode()).decode()
     return obj
-
-
-def _path_get(obj: dict[str, Any], path: str) -> Any:
-    node: Any = obj
-    for part in path.strip(".").split("."):
-        if not isinstance(node, dict):
-            return None
-        node = node.get(part)
-    return node
-
-
-def _path_set(obj: dict[str, Any], path: str, value: Any) -> None:
-    parts = path.strip(".").split(".")
-    node = obj
-    for part in parts[:-1]:
-        node = node.setdefault(part, {})
-    node[parts[-1]] = value
 
 
 class ObjectApi:
@@ -225,34 +208,21 @@ class ObjectApi:
         if rt.scale is None:
             raise errors.ApiError(404, "NotFound", f"the server could not find the requested resource "
                                                    f"({rt.plural}/scale)")
-        obj = self.get(rt, namespace, name)
-        if rt.scale.label_selector:
-            selector = _path_get(obj, rt.scale.label_selector) or ""
-        else:
-            selector = selectors.selector_string(_path_get(obj, ".spec.selector.matchLabels"))
-        meta = obj["metadata"]
-        return {
-            "kind": "Scale", "apiVersion": "autoscaling/v1",
-            "metadata": {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
-                         if k in meta},
-            "spec": {"replicas": _path_get(obj, rt.scale.spec_replicas) or 0},
-            "status": {"replicas": _path_get(obj, rt.scale.status_replicas) or 0, "selector": selector},
-        }
+        return scale.scale_view(rt.scale, self.get(rt, namespace, name))
 
     def write_scale(self, rt: ResourceType, namespace: str | None, name: str,
                     content_type: str | None, body: Any) -> dict[str, Any]:
-        scale = self.get_scale(rt, namespace, name)
+        current = self.get_scale(rt, namespace, name)
         wanted = (body.get("metadata") or {}).get("resourceVersion") if isinstance(body, dict) else None
-        if wanted and wanted != scale["metadata"]["resourceVersion"]:
+        if wanted and wanted != current["metadata"]["resourceVersion"]:
             raise errors.conflict(rt.plural, name, rt.group)
-        new_scale = patches.apply_patch(content_type, scale, body) if content_type else body
+        new_scale = patches.apply_patch(content_type, current, body) if content_type else body
         replicas = (new_scale.get("spec") or {}).get("replicas")
         if not isinstance(replicas, int) or replicas < 0:
             raise errors.invalid("Scale", name, [{"field": "spec.replicas", "reason": "FieldValueInvalid",
                                                   "message": "must be a non-negative integer"}], "autoscaling")
-        obj = copy.deepcopy(self.get(rt, namespace, name))
-        _path_set(obj, rt.scale.spec_replicas, replicas)
-        self._write(rt, self.get(rt, namespace, name), obj, None, False)
+        old = self.get(rt, namespace, name)
+        self._write(rt, old, scale.with_replicas(rt.scale, old, replicas), None, False)
         return self.get_scale(rt, namespace, name)
 
     # -- internals ----------------------------------------------------------------------------------------
