@@ -140,7 +140,9 @@ def _gather(
     """Contiguous K/V [B, length, Hk, D] read through block tables."""
     block_size = k_cache.shape[1]
     num = -(-length // block_size)
-    ids = block_tables[:, :num].to(torch.long)
-    k = k_cache[ids].flatten(1, 2)[:, :length]
-    v = v_cache[ids].flatten(1, 2)[:, :length]
+    ids = block_tables[:, :num].reshape(-1).to(torch.long)
+    shape = (block_tables.shape[0], num * block_size, *k_cache.shape[2:])
+    # index_select copies whole pages and is about twice as fast as advanced indexing on CPU
+    k = k_cache.index_select(0, ids).view(shape)[:, :length]
+    v = v_cache.index_select(0, ids).view(shape)[:, :length]
     return k, v
