@@ -71,3 +71,44 @@ def isvc_yaml(name: str, namespace: str, **spec: Any) -> str:
             "metadata": {"name": name, "namespace": namespace},
             "spec": {"model": {"name": "smollm2", "uri": "pvc://models/smollm2"}, **spec}}
     return json.dumps(body)
+
+
+class ThreadedApi:
+    """The emulator in this process (a thread with its own loop), so a test can add kmock reactions to it."""
+
+    def __init__(self, workdir: Path):
+        import asyncio
+        import threading
+
+        self.workdir, self.url, self.api = workdir, None, None
+        self._loop = asyncio.new_event_loop()
+        self._ready, self._stop = threading.Event(), None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        import asyncio
+
+        import yaml
+
+        from shoal.fleet.apiserver import serve
+
+        async def main() -> None:
+            self._stop = asyncio.Event()
+            async with serve(kubeconfig=self.workdir / "kubeconfig") as running:
+                for doc in yaml.safe_load_all(CRD.read_text()):
+                    running.api.api.create_manifest(doc)
+                self.url, self.api = running.url, running.api
+                self._ready.set()
+                await self._stop.wait()
+
+        self._loop.run_until_complete(main())
+
+    def __enter__(self) -> "ThreadedApi":
+        self._thread.start()
+        if not self._ready.wait(30):
+            raise RuntimeError("the in-process emulator did not start")
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(10)
