@@ -95,7 +95,10 @@ def nano_vllm(shape, profile=False):
 
         prof = cProfile.Profile()
         result = prof.runcall(et.main, argv)
-        pstats.Stats(prof).sort_stats("tottime").print_stats(22)
+        stats = pstats.Stats(prof)
+        stats.sort_stats("tottime").print_stats(12)
+        stats.sort_stats("cumulative").print_stats("shoal", 25)
+        stats.print_callers("compile|method 'tensor'|torch.tensor")
     else:
         result = et.main(argv)
     free_gpu()
@@ -171,6 +174,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--json", default="bench/results/engine_throughput_gpu.json")
     ap.add_argument("--skip", default="", help="comma list of parts to skip: agree,qwen,llama,batch1,hf")
+    ap.add_argument("--repeat", type=int, default=1, help="runs of each nano-vllm shape")
     ap.add_argument("--only", default="", help="comma list of the parts to run (and 'profile' to profile qwen)")
     args = ap.parse_args()
     skip = set(filter(None, args.skip.split(",")))
@@ -202,6 +206,9 @@ def main():
         if key not in skip:
             print(f"== nano-vllm protocol, {shape}", flush=True)
             result[shape] = nano_vllm(shape, profile="profile" in args.only)
+            for _ in range(args.repeat - 1):  # the spread between identical runs, reported beside the first
+                again = nano_vllm(shape)
+                result[shape].setdefault("repeats_out_tok_per_s", []).append(again["out_tok_per_s"])
             save()
     if "batch1" not in skip:
         print("== Llama-3.1-8B shape, batch-1 decode", flush=True)
