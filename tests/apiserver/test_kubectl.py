@@ -37,6 +37,7 @@ def kubectl(tmp_path_factory):
                 raise AssertionError(f"kubectl {' '.join(args)} failed: {result.stderr}")
             return result
 
+        run.kubeconfig = api.kubeconfig
         yield run
 
 
@@ -84,3 +85,19 @@ def test_wait_for_a_condition_and_deployment_scale(kubectl):
     kubectl("wait", "--for=condition=established", "crd/inferenceservices.shoal.dev", "--timeout=10s")
     kubectl("delete", "-f", "-", input=json.dumps(deploy))
     assert kubectl("get", "deploy", "-o", "name").stdout.strip() == ""
+
+
+def test_get_watch_prints_printer_columns(kubectl):
+    kubectl("apply", "--validate=false", "-f", "-", input=ISVC.replace("chat", "watched").replace("REPLICAS", "1"))
+    watcher = subprocess.Popen([find_kubectl(), "get", "shoal", "watched", "-w"], stdout=subprocess.PIPE, text=True,
+                               env=dict(os.environ, KUBECONFIG=str(kubectl.kubeconfig)))
+    try:
+        header = watcher.stdout.readline().split()
+        assert header[:3] == ["NAME", "READY", "REPLICAS"]
+        watcher.stdout.readline()  # the current state
+        kubectl("patch", "shoal", "watched", "--subresource=status", "--type=merge",
+                "-p", json.dumps({"status": {"replicas": 1, "conditions": [{"type": "Ready", "status": "True"}]}}))
+        assert watcher.stdout.readline().split()[:3] == ["watched", "True", "1"]
+    finally:
+        watcher.kill()
+        watcher.wait()

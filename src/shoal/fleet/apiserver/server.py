@@ -219,6 +219,14 @@ class KubernetesApi(kmock.RawHandler):
         initial = [] if since is not None else self.store.list(route.rt.key, watcher.namespace,
                                                                watcher.labels, watcher.fields)
         backlog = self.store.subscribe(route.rt.key, watcher, since)
+        as_table = "as=Table" in request.headers.get("Accept", "") and tables.has_table(route.rt)
+
+        def encode(kind: str, obj: dict[str, Any], event: Any) -> bytes:
+            if as_table:  # `kubectl get -w`: every event carries a one-row table
+                table = tables.render_table(route.rt, [obj], obj["metadata"].get("resourceVersion", ""))
+                return _dumps({"type": kind, "object": table}) + b"\n"
+            return event.line() if event is not None else _dumps({"type": kind, "object": obj}) + b"\n"
+
         response = aiohttp.web.StreamResponse(status=200, headers={"Content-Type": JSON,
                                                                    "Cache-Control": "no-cache, private"})
         response.enable_chunked_encoding()
@@ -231,9 +239,9 @@ class KubernetesApi(kmock.RawHandler):
                 await response.write(_dumps({"type": "ERROR", "object": gone.status()}) + b"\n")
                 return response
             for obj in initial:
-                await response.write(_dumps({"type": "ADDED", "object": obj}) + b"\n")
+                await response.write(encode("ADDED", obj, None))
             for event in backlog:
-                await response.write(event.line())
+                await response.write(encode(event.type, event.obj, event))
             while True:
                 remaining = None if deadline is None else deadline - asyncio.get_running_loop().time()
                 if remaining is not None and remaining <= 0:
@@ -244,12 +252,12 @@ class KubernetesApi(kmock.RawHandler):
                     break
                 if event is None:
                     break
-                chunk = [event.line()]
+                chunk = [encode(event.type, event.obj, event)]
                 while not watcher.queue.empty():  # drain bursts into one write
                     more = watcher.queue.get_nowait()
                     if more is None:
                         break
-                    chunk.append(more.line())
+                    chunk.append(encode(more.type, more.obj, more))
                 await response.write(b"".join(chunk))
         except (ConnectionResetError, asyncio.CancelledError):
             pass
