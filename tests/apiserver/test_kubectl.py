@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -101,3 +102,15 @@ def test_get_watch_prints_printer_columns(kubectl):
     finally:
         watcher.kill()
         watcher.wait()
+
+
+def test_kubectl_create_sends_protobuf_for_namespaces_configmaps_secrets(kubectl):
+    kubectl("create", "namespace", "ml")
+    kubectl("create", "configmap", "limits", "-n", "ml", "--from-literal=maxNumSeqs=64")
+    kubectl("create", "secret", "generic", "token", "-n", "ml", "--from-literal=token=s3cret")
+    assert json.loads(kubectl("get", "configmap", "limits", "-n", "ml", "-o", "json").stdout)["data"] == {
+        "maxNumSeqs": "64"}
+    encoded = kubectl("get", "secret", "token", "-n", "ml", "-o", "jsonpath={.data.token}").stdout
+    assert base64.b64decode(encoded) == b"s3cret"
+    refused = kubectl("create", "deployment", "web", "--image=x", check=False)
+    assert refused.returncode != 0 and "kubectl apply -f" in refused.stderr

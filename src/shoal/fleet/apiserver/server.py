@@ -18,7 +18,7 @@ import attrs
 import kmock
 from kmock._internal import rendering
 
-from shoal.fleet.apiserver import discovery, errors, selectors, tables
+from shoal.fleet.apiserver import discovery, errors, protobuf, selectors, tables
 from shoal.fleet.apiserver.api import ObjectApi
 from shoal.fleet.apiserver.resources import Registry, ResourceType
 from shoal.fleet.apiserver.store import Store, Watcher
@@ -176,9 +176,12 @@ class KubernetesApi(kmock.RawHandler):
         return Route(rt, namespace, name, subresource)
 
     async def _body(self, request: aiohttp.web.BaseRequest) -> Any:
-        if "protobuf" in request.headers.get("Content-Type", "") or "cbor" in request.headers.get("Content-Type", ""):
-            raise errors.ApiError(415, "UnsupportedMediaType", "only JSON bodies are served by the emulator")
+        content_type = request.headers.get("Content-Type", "")
         raw = await request.read()
+        if "protobuf" in content_type:
+            return protobuf.decode(raw)
+        if "cbor" in content_type:
+            raise errors.ApiError(415, "UnsupportedMediaType", "CBOR bodies are not served by the emulator")
         if not raw:
             return {}
         try:
