@@ -94,6 +94,7 @@ def main() -> int:
     parser.add_argument("--output-tokens", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--client-procs", type=int, default=1, help="client processes sharing the requests")
+    parser.add_argument("--serve-args", default="", help="more `shoal serve` flags, e.g. '--engine-process false'")
     parser.add_argument("--kv-cache-tokens", type=int, default=None,
                         help="KV cache size of each engine (default: twice the workload's tokens, so the offline "
                              "engine and the server fit one GPU together)")
@@ -111,12 +112,12 @@ def main() -> int:
     rng = random.Random(args.seed)
     prompts = [[rng.randrange(1000, 10000) for _ in range(args.prompt_tokens)] for _ in range(args.concurrency)]
     params = SamplingParams(temperature=0.0, max_tokens=args.output_tokens, ignore_eos=True)
-    kv_tokens = args.kv_cache_tokens or 2 * args.concurrency * (args.prompt_tokens + args.output_tokens)
+    kv_tokens = args.kv_cache_tokens or max(2 * args.concurrency * (args.prompt_tokens + args.output_tokens), 16384)
     engine_args = {"device": args.device, "dtype": args.dtype, "max_num_seqs": args.concurrency,
                    "load_format": args.load_format, "kv_cache_tokens": kv_tokens}
     flags = ["--model", str(model_dir), "--host", "127.0.0.1", "--port", "0", "--device", args.device,
              "--dtype", args.dtype, "--max-num-seqs", str(args.concurrency), "--load-format", args.load_format,
-             "--kv-cache-tokens", str(kv_tokens), "--log-level", "warning"]
+             "--kv-cache-tokens", str(kv_tokens), "--log-level", "warning", *args.serve_args.split()]
 
     llm = LLM(str(model_dir), **engine_args)
     llm.generate(prompts[:4], SamplingParams(temperature=0.0, max_tokens=8, ignore_eos=True))  # warm-up
