@@ -108,7 +108,11 @@ class ModelRunner:
             hidden = self.model(input_ids, positions, self.kv_caches, self.cos_sin_cache, meta)
         if not logits_indices:
             return []
-        logits = self.model.logits(hidden[torch.tensor(logits_indices, device=self.device)])
+        if len(logits_indices) == hidden.shape[0]:  # every row samples (pure decode): no index upload, no host wait
+            rows = hidden
+        else:
+            rows = hidden[torch.tensor(logits_indices, device=self.device)]
+        logits = self.model.logits(rows)
         return sample(logits, [e.seq.params for e in batch if e.samples], generators)
 
     def _prepare(self, batch: list[ScheduledSeq]):
