@@ -49,3 +49,10 @@ def test_split_choice_fills_the_gpu_but_keeps_splits_long():
     assert choose_num_splits(1, 8, 32768, 132) == 66
     assert choose_num_splits(1, 8, 300, 132) == 2
     assert choose_num_splits(256, 8, 1024, 132) == 1
+
+
+def test_decode_rejects_a_head_dim_it_cannot_tile():
+    q = torch.zeros(1, 2, 96)
+    cache = torch.zeros(2, 16, 1, 96)
+    with pytest.raises(ValueError, match="head_dim 96"):
+        paged_decode_attention(q, cache, cache, torch.zeros(1, 1, dtype=torch.int32), torch.ones(1, dtype=torch.int32), 1.0)

@@ -142,6 +142,8 @@ def paged_decode_attention(q, k_cache, v_cache, block_tables, context_lens, scal
         raise ValueError(f"q heads ({num_q_heads}) must be a multiple of KV heads ({num_kv_heads})")
     if k_cache.stride(-1) != 1 or v_cache.stride(-1) != 1 or q.stride(-1) != 1:
         raise ValueError("q, k_cache and v_cache need a contiguous last (head_dim) dimension")
+    if head_dim < 16 or head_dim & (head_dim - 1):
+        raise ValueError(f"head_dim {head_dim} is not supported by the decode kernel: it needs a power of two >= 16")
     group = num_q_heads // num_kv_heads
     out = torch.empty_like(q) if out is None else out
     if batch == 0:
