@@ -42,6 +42,7 @@ class Cluster:
     workdir: Path | None = None
     prometheus_url: str | None = None
     operator_args: tuple[str, ...] = ()
+    operator_env: dict[str, str] = field(default_factory=dict)
     _fleet: subprocess.Popen | None = None
     _operator: subprocess.Popen | None = None
     _forwards: list[subprocess.Popen] = field(default_factory=list)
@@ -104,7 +105,7 @@ class Cluster:
     def start_operator(self) -> None:
         if not self.local:
             return  # the chart's Deployment restarts it
-        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), **self.operator_env}
         log = open(self.workdir / "operator-e2e.log", "ab")
         self._operator = subprocess.Popen(operator_argv(self.prometheus_url, self.operator_args), env=env,
                                           stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -137,7 +138,7 @@ class Cluster:
 
     # -- lifecycle ----------------------------------------------------------------------------------------------------
     @classmethod
-    def start_local(cls, workdir: Path, operator_args: tuple[str, ...]) -> "Cluster":
+    def start_local(cls, workdir: Path, operator_args: tuple[str, ...], operator_env: dict[str, str]) -> "Cluster":
         log = open(workdir / "fleet-up.log", "ab")
         fleet = subprocess.Popen([sys.executable, "-m", "shoal", "fleet", "up", "--workdir", str(workdir / "fleet"),
                                   "--no-operator"], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -152,7 +153,8 @@ class Cluster:
         wait_until(ready, 120, "the local fleet to start")
         info = json.loads(info_path.read_text())
         cluster = cls(kubeconfig=Path(info["kubeconfig"]), local=True, workdir=workdir,
-                      prometheus_url=info["prometheus_url"], operator_args=operator_args, _fleet=fleet)
+                      prometheus_url=info["prometheus_url"], operator_args=operator_args,
+                      operator_env=operator_env, _fleet=fleet)
         cluster.start_operator()
         return cluster
 

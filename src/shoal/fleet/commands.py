@@ -15,15 +15,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "and a plot. Ctrl-C stops everything it started.")
     demo.add_argument("--example", type=Path, default=None, help="InferenceService YAML (default examples/local-cpu.yaml)")
     demo.add_argument("--out", type=Path, default=Path("shoal-demo"), help="folder for report.md, demo.png, samples.json")
-    demo.add_argument("--duration", type=float, default=240.0, help="seconds of replayed load (the trace's hour squeezed in)")
-    demo.add_argument("--cooldown", type=float, default=75.0, help="seconds to keep watching after the load (scale-down)")
-    demo.add_argument("--rate", type=float, default=2.0, help="mean requests/s of the replay (the trace's shape is kept)")
+    demo.add_argument("--duration", type=float, default=180.0, help="seconds of replayed load (the trace's hour squeezed in)")
+    demo.add_argument("--cooldown", type=float, default=120.0,
+                      help="seconds of a light trickle after the trace, to watch the scale-down")
+    demo.add_argument("--cooldown-rate", type=float, default=0.1, help="requests/s of that trickle")
+    demo.add_argument("--operator-period", type=float, default=5.0,
+                      help="the operator's control-loop period in seconds (SHOAL_AUTOSCALER_PERIOD_SECONDS; its default is 15)")
+    demo.add_argument("--rate", type=float, default=0.6, help="mean requests/s of the replay (the trace's shape is kept)")
     demo.add_argument("--token-divisor", type=float, default=16.0, help="divide the trace's token counts by this")
     demo.add_argument("--max-prompt-tokens", type=int, default=256)
     demo.add_argument("--max-output-tokens", type=int, default=48)
     demo.add_argument("--trace", type=Path, default=None, help="trace CSV (default ../shared/traces/azure_llm_2023_conv.csv)")
     demo.add_argument("--cores-per-replica", type=int, default=1)
-    demo.add_argument("--scale-down-stabilization", type=int, default=None,
+    demo.add_argument("--scale-down-stabilization", type=int, default=30,
                       help="override the example's scaleDownStabilizationSeconds")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--no-live", action="store_true", help="print one line a second instead of the live view")
@@ -67,6 +71,8 @@ def run_demo(args: argparse.Namespace) -> int:
         command=command_line(),
         operator_args=tuple(args.operator_arg),
         keep_logs=args.keep_logs,
+        operator_period_s=args.operator_period,
+        cooldown_rps=args.cooldown_rate,
         **kwargs,
     )
     return _report_errors("shoal demo", lambda: asyncio.run(demo(settings)))

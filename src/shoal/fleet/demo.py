@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import json
 import platform
 import shlex
@@ -51,6 +52,8 @@ class DemoSettings:
     operator_args: tuple[str, ...] = ()
     ready_timeout_s: float = 240.0
     keep_logs: bool = False
+    operator_period_s: float = 5.0  # the control loop's period (the operator's default is 15 s)
+    cooldown_rps: float = 0.1  # after the trace: a trickle, so latency series stay alive (no data means hold)
 
 
 def load_service(example: Path, max_replicas_cap: int, stabilization_s: int | None) -> tuple[dict, list[str]]:
@@ -117,6 +120,12 @@ async def take_sample(fleet: LocalFleet, http: aiohttp.ClientSession, ns: str, n
     )
 
 
+def cooldown_trickle(settings: DemoSettings) -> list[trace_mod.TraceRequest]:
+    n = int(settings.cooldown_s * settings.cooldown_rps)
+    start = settings.duration_s
+    return [trace_mod.TraceRequest(start + (i + 0.5) / settings.cooldown_rps, 16, 8) for i in range(n)]
+
+
 def pod_rows(fleet: LocalFleet) -> list[tuple[str, str, str]]:
     rows = []
     for (ns, name), t in sorted((fleet.kubelet.pods if fleet.kubelet else {}).items()):
@@ -136,14 +145,19 @@ async def run_demo(settings: DemoSettings) -> int:
     rows = trace_mod.read_trace(trace_path)
     requests = trace_mod.compress(rows, settings.replay)
     trace_note = trace_mod.describe(rows, requests, settings.replay)
+    requests = requests + cooldown_trickle(settings)
+    trace_note += (f"; then {settings.cooldown_s:.0f} s of a {settings.cooldown_rps:g} req/s trickle (short requests) "
+                   "so the operator keeps seeing latency while it scales down")
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
 
-    fleet = LocalFleet(FleetSettings(cores_per_replica=settings.cores_per_replica, operator_args=settings.operator_args,
-                                     keep_workdir=settings.keep_logs))
+    fleet = LocalFleet(FleetSettings(
+        cores_per_replica=settings.cores_per_replica, operator_args=settings.operator_args,
+        operator_env={"SHOAL_AUTOSCALER_PERIOD_SECONDS": f"{settings.operator_period_s:g}"},
+        keep_workdir=settings.keep_logs))
     svc, notes = load_service(settings.example, fleet.slots.capacity, settings.scale_down_stabilization_s)
     ns, name = svc["metadata"]["namespace"], svc["metadata"]["name"]
     slo = svc["spec"].get("slo") or {}
@@ -156,6 +170,7 @@ async def run_demo(settings: DemoSettings) -> int:
     console.print(f"  load: {trace_note}")
     started = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     samples: list[Sample] = []
+    loads: list[float] = []  # the machine's load average: other work on these cores shows in every latency
     load: LoadGenerator | None = None
     console.print("starting the API emulator, Prometheus, the operator and the kubelet ...")
     async with fleet:
@@ -194,10 +209,11 @@ async def run_demo(settings: DemoSettings) -> int:
                     load_task = asyncio.create_task(load.run(stop))
                     total = settings.duration_s + settings.cooldown_s
                     while not stop.is_set() and not (load_task.done() and load.elapsed() >= total):
+                        loads.append(os.getloadavg()[0])
                         sample = await _safe_sample(fleet, http, ns, name, load, settings.window_s)
                         if sample is not None:
                             samples.append(sample)
-                        phase = "replaying the trace" if not load_task.done() else "load finished: watching scale-down"
+                        phase = "replaying the trace" if load.elapsed() < settings.duration_s else "trace done: trickle, watching scale-down"
                         show(f"{ns}/{name}: {phase}", sample, load.elapsed(), total)
                         if not settings.live and sample is not None:
                             console.print(_plain_line(sample))
@@ -211,7 +227,8 @@ async def run_demo(settings: DemoSettings) -> int:
     if load is None:
         console.print("[yellow]stopped before any load was sent: no report[/yellow]")
         return 1
-    info = RunInfo(command=settings.command, machine=_machine(), capacity_note=cap_note + ("; " + "; ".join(notes) if notes else ""),
+    load_note = f"; load average (1 min) during the run {min(loads):.1f} .. {max(loads):.1f}" if loads else ""
+    info = RunInfo(command=settings.command, machine=_machine() + load_note, capacity_note=cap_note + ("; " + "; ".join(notes) if notes else ""),
                    trace_note=trace_note, slo_ttft_ms=slo_ttft, slo_itl_ms=slo_itl, window_s=settings.window_s,
                    started=started, duration_s=samples[-1].t if samples else 0.0, service=f"{ns}/{name}",
                    example_file=_rel(settings.example))

@@ -44,7 +44,7 @@ class FleetSettings:
     scrape_interval_s: float = 1.0
     operator: bool = True
     operator_args: tuple[str, ...] = ()
-    operator_env: dict[str, str] = field(default_factory=dict)
+    operator_env: dict[str, str] = field(default_factory=dict)  # e.g. SHOAL_AUTOSCALER_PERIOD_SECONDS
     model_dir: Path | None = None  # None: shoal.engine.model_prepare.prepare("smollm2")
     crds: tuple[Path, ...] = (REPO_ROOT / "crds" / "inferenceservice.yaml",)
     keep_workdir: bool = False

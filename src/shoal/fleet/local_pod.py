@@ -76,7 +76,8 @@ def build_command(
         env.pop(key, None)
     threads = str(max(1, len(placement.cores)))
     # torch sizes its intra-op pool from these; one pool per pinned core so replicas do not fight.
-    env.update({"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "PYTHONUNBUFFERED": "1"})
+    env.update({"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "SHOAL_CPU_THREADS": threads,
+                "PYTHONUNBUFFERED": "1"})
     return LocalCommand(argv=argv, env=env, files=files, dirs=tuple(dirs))
 
 
