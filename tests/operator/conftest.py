@@ -13,20 +13,27 @@ from operator_harness import CRD, Http, find_kubectl, names, operator_config
 from shoal.fleet.apiserver.process import ApiProcess, start_apiserver
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def api(tmp_path_factory) -> ApiProcess:
     workdir = tmp_path_factory.mktemp("operator-api")
+    previous = os.environ.get("KUBECONFIG")
     with start_apiserver(workdir, manifests=(CRD,)) as process:
-        os.environ["KUBECONFIG"] = str(process.kubeconfig)  # before anything imports a Kubernetes client
-        yield process
+        os.environ["KUBECONFIG"] = str(process.kubeconfig)  # read by the operator's login when it starts
+        try:
+            yield process
+        finally:  # later test modules (e2e) read KUBECONFIG to pick a real cluster: leave it as it was
+            if previous is None:
+                os.environ.pop("KUBECONFIG", None)
+            else:
+                os.environ["KUBECONFIG"] = previous
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def http(api) -> Http:
     return Http(api.url)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def kubectl(api, tmp_path_factory):
     binary = find_kubectl()
     env = dict(os.environ, KUBECONFIG=str(api.kubeconfig), HOME=str(tmp_path_factory.mktemp("kubectl-home")))
@@ -40,7 +47,7 @@ def kubectl(api, tmp_path_factory):
     return run
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def operator(api):
     from shoal.operator.main import OperatorThread
 

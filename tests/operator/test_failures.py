@@ -48,5 +48,7 @@ def test_failed_write_degrades_status_then_recovers(tmp_path):
                 wait_for(lambda: (condition(http.get(ISVC), "Degraded") or {}).get("status") == "False",
                          timeout=20, what="Degraded=False")
         finally:
-            if previous is not None:
+            if previous is None:
+                os.environ.pop("KUBECONFIG", None)
+            else:
                 os.environ["KUBECONFIG"] = previous

@@ -45,5 +45,7 @@ def test_only_the_highest_priority_replica_reconciles(tmp_path):
         finally:
             kopf_logger.removeHandler(capture)
             kopf_logger.setLevel(level)
-            if previous is not None:
+            if previous is None:
+                os.environ.pop("KUBECONFIG", None)
+            else:
                 os.environ["KUBECONFIG"] = previous

@@ -33,7 +33,9 @@ def own_api(tmp_path):
         try:
             yield Http(process.url)
         finally:
-            if previous is not None:
+            if previous is None:
+                os.environ.pop("KUBECONFIG", None)
+            else:
                 os.environ["KUBECONFIG"] = previous
 
 
