@@ -170,14 +170,19 @@ def main(argv=None) -> dict:
         required = shoal["steps"] * shoal["weight_bytes_per_step"] + shoal["kv_bytes_read"]
         roofline = {"copy_bandwidth_GBps": bandwidth / 1e9, "required_bytes": required,
                     "roofline_seconds": required / bandwidth, "fraction": required / bandwidth / shoal["seconds"]}
-        hf = run_hf(model_dir, args, prompts, outputs) if args.hf_compare else None
+        hf = None
+        if args.hf_compare:
+            try:
+                hf = run_hf(model_dir, args, prompts, outputs)
+            except Exception as exc:  # recorded, not hidden: the peer's API moves between versions
+                hf = {"error": f"{type(exc).__name__}: {exc}"}
     result = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "device": args.device, "device_name": _device_name(args.device), "torch": torch.__version__,
         "model_shape": args.model_shape, "dtype": args.dtype, "num_seqs": args.num_seqs,
         "input_range": [args.min_input, args.max_input], "output_range": [args.min_output, args.max_output],
         "cpu_threads": torch.get_num_threads(), "shoal": shoal, "roofline": roofline, "hf": hf,
-        "ratio_to_hf": shoal["output_tok_s"] / hf["output_tok_s"] if hf else None,
+        "ratio_to_hf": shoal["output_tok_s"] / hf["output_tok_s"] if hf and "error" not in hf else None,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
@@ -185,7 +190,9 @@ def main(argv=None) -> dict:
             f"{shoal['output_tokens']} output tokens in {shoal['seconds']:.2f}s = {shoal['output_tok_s']:.1f} tok/s; "
             f"roofline {roofline['roofline_seconds']:.2f}s at {roofline['copy_bandwidth_GBps']:.1f} GB/s copy "
             f"-> {100 * roofline['fraction']:.1f}% of roofline")
-    if hf:
+    if hf and "error" in hf:
+        line += f"; transformers CB failed: {hf['error']}"
+    elif hf:
         line += f"; transformers CB {hf['output_tok_s']:.1f} tok/s -> {result['ratio_to_hf']:.2f}x"
     print(line)
     return result

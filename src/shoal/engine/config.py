@@ -33,6 +33,7 @@ class ModelConfig:
     attention_bias: bool
     eos_token_ids: tuple[int, ...] = ()
     bos_token_id: int | None = None
+    sliding_window: int | None = None  # Mistral v0.1: attention sees only this many tokens back
 
     @classmethod
     def from_dict(cls, raw: dict, eos_extra: tuple[int, ...] = ()) -> ModelConfig:
@@ -70,6 +71,7 @@ class ModelConfig:
             attention_bias=bool(raw.get("attention_bias", False)),
             eos_token_ids=tuple(dict.fromkeys(eos_ids + tuple(eos_extra))),
             bos_token_id=raw.get("bos_token_id"),
+            sliding_window=raw.get("sliding_window") if raw.get("use_sliding_window", True) else None,
         )
 
     @classmethod

@@ -111,6 +111,8 @@ class LLMEngine:
             return []
         t0 = time.monotonic()
         plan = self.scheduler.schedule()
+        if not plan.scheduled and not self.scheduler.running:
+            raise RuntimeError("the scheduler admitted nothing with nothing running: the KV pool is too small")
         self.num_preemptions_total += plan.num_preempted
         self.prefix_cache_queries_total += plan.num_cached_tokens_queried
         self.prefix_cache_hits_total += plan.num_cached_tokens_hit

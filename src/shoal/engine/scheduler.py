@@ -85,14 +85,14 @@ class Scheduler:
             if not seq.block_table:
                 seq.block_table = bm.match_prefix(tokens)
                 seq.num_computed_tokens = len(seq.block_table) * bm.block_size
-                queried += len(tokens)
-                hits += seq.num_computed_tokens
             n = min(seq.num_uncomputed_tokens, budget)
             need = bm.blocks_needed(seq.block_table, seq.num_computed_tokens + n)
             if not bm.can_allocate(need):
                 break  # keeps its prefix references; retried next step
             bm.allocate(seq.block_table, seq.num_computed_tokens + n)
             self.waiting.popleft()
+            queried += len(tokens)  # counted once per admission, however many steps it waited
+            hits += seq.num_computed_tokens
             seq.status = Status.RUNNING
             self.running.append(seq)
             scheduled.append(ScheduledSeq(seq, n))
