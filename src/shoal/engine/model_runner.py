@@ -79,6 +79,14 @@ class ModelRunner:
                     f"only {tokens} tokens of KV cache fit in memory, fewer than max_model_len ({max_len}); "
                     "lower max_model_len"
                 )
+        if mc.sliding_window and max_len > mc.sliding_window:
+            # Full attention equals sliding-window attention only while the context fits in the window.
+            if cfg.max_model_len is not None:
+                raise ValueError(
+                    f"max_model_len ({max_len}) exceeds the model's sliding_window ({mc.sliding_window}), "
+                    "which this engine does not implement; lower max_model_len"
+                )
+            max_len = mc.sliding_window
         if max_len > mc.max_position_embeddings:
             raise ValueError(
                 f"max_model_len ({max_len}) exceeds the model's max_position_embeddings ({mc.max_position_embeddings})"
