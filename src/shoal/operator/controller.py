@@ -43,7 +43,6 @@ class Controller:
         self._dirty: set[Key] = set()
         self._failures: dict[Key, int] = {}
         self._tasks: list[asyncio.Task] = []
-        self.durations: list[float] = []  # seconds per reconcile, for benchmarks
 
     # -- cache feeding (from kopf events and our own writes) ----------------------------------------------
     def observe_service(self, event_type: str | None, body: dict[str, Any]) -> None:
@@ -51,6 +50,7 @@ class Controller:
         key = (meta["namespace"], meta["name"])
         if event_type == "DELETED":
             self.services.pop(key, None)
+            self._failures.pop(key, None)
             self.metrics.forget(*key)
             return
         self._keep(self.services, key, body)
@@ -171,9 +171,7 @@ class Controller:
             asyncio.get_running_loop().call_later(delay, self.enqueue, key)
             return
         finally:
-            elapsed = time.perf_counter() - started
-            self.durations.append(elapsed)
-            self.metrics.reconcile_duration.observe(elapsed)
+            self.metrics.reconcile_duration.observe(time.perf_counter() - started)
         self._failures.pop(key, None)
         self.metrics.desired_replicas.labels(namespace=key[0], service=key[1]).set(outcome.replicas)
         self.metrics.ready_replicas.labels(namespace=key[0], service=key[1]).set(outcome.ready)

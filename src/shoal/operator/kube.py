@@ -49,7 +49,6 @@ PDB = Kind("policy/v1", "poddisruptionbudgets", "PodDisruptionBudget")
 SERVICEMONITOR = Kind("monitoring.coreos.com/v1", "servicemonitors", "ServiceMonitor")
 EVENT = Kind("v1", "events", "Event")
 INFERENCESERVICE = Kind("shoal.dev/v1alpha1", "inferenceservices", "InferenceService")
-KINDS_BY_NAME = {k.kind: k for k in (DEPLOYMENT, SERVICE, CONFIGMAP, SECRET, PDB, SERVICEMONITOR, INFERENCESERVICE)}
 
 
 class ApiError(Exception):
