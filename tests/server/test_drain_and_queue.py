@@ -1,4 +1,4 @@
-"""A small server of its own (engine in-process): the bounded waiting queue answers 429 with Retry-After; SIGTERM
+"""A small server of its own (engine in a child process): the bounded waiting queue answers 429 with Retry-After; SIGTERM
 drains and exits 0."""
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ MODEL = TINY
 
 @pytest.fixture(scope="module")
 def small_server(tiny_model_dir):
-    # the in-process engine (AsyncLLM) here; the shared server runs the engine in a child process
+    # the engine in a child process here; the shared server runs it in-process (AsyncLLM)
     proc = start_server(tiny_model_dir, "--served-model-name", TINY, "--max-num-seqs", "2", "--max-waiting", "2",
-                        "--drain-timeout", "60", "--engine-process", "false")
+                        "--drain-timeout", "60", "--engine-process", "true")
     yield proc
     proc.kill()
 

@@ -42,7 +42,7 @@ FLAGS: tuple[tuple[str, object, object, str], ...] = (
     ("--max-waiting", int, 1024, "most requests waiting for a running slot; beyond it 429 with Retry-After"),
     ("--health-stall-seconds", float, 60.0, "/health fails when the busy engine made no step this long"),
     ("--load-format", str, "safetensors", "safetensors, or dummy: random weights of config.json's shapes (benchmarks)"),
-    ("--engine-process", parse_bool, True,
+    ("--engine-process", parse_bool, False,
      "run the engine's step loop in a child process so HTTP streaming and stepping share no GIL (true/false)"),
     ("--log-level", str, "info", "debug, info, warning, error"),
 )

@@ -26,7 +26,7 @@ class ServeSettings:
     max_waiting: int = 1024
     health_stall_seconds: float = 60.0
     load_format: str = "safetensors"  # "dummy": random weights of config.json's shapes (benchmarks)
-    engine_process: bool = True  # step loop in a child process: the HTTP loop and the engine share no GIL
+    engine_process: bool = False  # step loop in a child process: the HTTP loop and the engine share no GIL
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
