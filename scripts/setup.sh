@@ -34,6 +34,7 @@ fi
 if [ -f scripts/fetch_helm.sh ]; then
     bash scripts/fetch_helm.sh
 fi
+bash scripts/fetch_kubectl.sh  # the operator and emulator tests drive kubectl
 
 step "preparing the SmolLM2-135M-Instruct model (converted once, then cached)"
 .venv/bin/shoal model prepare smollm2
