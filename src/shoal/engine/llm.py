@@ -69,7 +69,7 @@ class LLM:
             for rid, prompt, p in zip(ids, prompts, params):
                 engine.add_request(rid, prompt, p)
             while len(results) < len(ids):
-                for out in engine.step():
+                for out in engine.step(stream=False):
                     if out.finished:
                         results[out.request_id] = out
         finally:

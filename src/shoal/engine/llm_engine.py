@@ -105,8 +105,11 @@ class LLMEngine:
         return bool(self.requests)
 
     # -- the step --------------------------------------------------------------------
-    def step(self) -> list[RequestOutput]:
-        """Schedule, run the model once, sample, and return an output for every request that got tokens."""
+    def step(self, stream: bool = True) -> list[RequestOutput]:
+        """Schedule, run the model once, sample, and return an output for every request that got tokens.
+
+        With stream=False only finished requests get an output (offline generation needs no deltas).
+        """
         if not self.scheduler.has_work:
             return []
         t0 = time.monotonic()
@@ -130,10 +133,11 @@ class LLMEngine:
             seq = entry.seq
             if seq.num_computed_tokens < len(seq.prompt_token_ids) or entry.num_new_tokens > 1:
                 num_prompt += entry.num_new_tokens
-            samples = entry.samples  # read before advancing: it compares against num_computed_tokens
             self._advance(seq, entry)
-            if samples:
-                outputs.append(self._append_token(seq, next(sampled), now))
+            if entry.samples:
+                finished = self._append_token(seq, next(sampled), now)
+                if finished or stream:
+                    outputs.append(self._output(seq))
         self.prompt_tokens_total += num_prompt
         self.generation_tokens_total += len(tokens)
         self.steps_total += 1
@@ -154,7 +158,8 @@ class LLMEngine:
         if seq.num_computed_tokens // bs > before // bs:
             self.scheduler.commit(seq)
 
-    def _append_token(self, seq: Sequence, token: int, now: float) -> RequestOutput:
+    def _append_token(self, seq: Sequence, token: int, now: float) -> bool:
+        """Record a sampled token; returns whether the request finished."""
         seq.output_token_ids.append(token)
         if seq.metrics.first_token_time is None:
             seq.metrics.first_token_time = now
@@ -170,7 +175,7 @@ class LLMEngine:
             self.scheduler.finish(seq, reason)
             self.requests.pop(seq.request_id, None)
             seq.metrics.finished_time = now
-        return self._output(seq)
+        return reason is not None
 
     def _output(self, seq: Sequence) -> RequestOutput:
         finished = seq.finish_reason is not None

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import torch
 
 from shoal.engine import ops
@@ -124,45 +125,42 @@ class ModelRunner:
         return sample(logits, [e.seq.params for e in batch if e.samples], generators)
 
     def _prepare(self, batch: list[ScheduledSeq]):
+        # Index math in numpy: on the host, for a few hundred sequences, it is several times cheaper than torch ops.
         bs = self.block_size
+        num = len(batch)
+        q_lens = np.fromiter((e.num_new_tokens for e in batch), np.int64, num)
+        starts = np.fromiter((e.seq.num_computed_tokens for e in batch), np.int64, num)
+        samples = np.fromiter((e.samples for e in batch), np.bool_, num)
+        tables = np.zeros((num, max(len(e.seq.block_table) for e in batch)), np.int32)
         tokens: list[int] = []
-        starts: list[int] = []
-        q_lens: list[int] = []
-        tables: list[list[int]] = []
-        logits_indices: list[int] = []
-        for entry in batch:
-            seq, n = entry.seq, entry.num_new_tokens
+        for i, entry in enumerate(batch):
+            seq = entry.seq
+            tables[i, : len(seq.block_table)] = seq.block_table
             start = seq.num_computed_tokens
-            tokens.extend(seq.token_slice(start, start + n))
-            starts.append(start)
-            q_lens.append(n)
-            tables.append(seq.block_table)
-            if entry.samples:
-                logits_indices.append(len(tokens) - 1)
-        max_blocks = max(len(t) for t in tables)
-        table_tensor = torch.tensor([t + [0] * (max_blocks - len(t)) for t in tables], dtype=torch.int32)
-        q_len_t = torch.tensor(q_lens, dtype=torch.int64)
-        start_t = torch.tensor(starts, dtype=torch.int64)
-        row = torch.repeat_interleave(torch.arange(len(batch)), q_len_t)
-        cu = torch.zeros(len(batch) + 1, dtype=torch.int64)
-        cu[1:] = q_len_t.cumsum(0)
-        positions = start_t[row] + (torch.arange(len(tokens)) - cu[:-1][row])
-        slot_mapping = table_tensor[row, positions // bs].to(torch.int64) * bs + positions % bs
-        context_lens = (start_t + q_len_t).to(torch.int32)
-        num_decodes = 0
-        while num_decodes < len(batch) and q_lens[num_decodes] == 1:
-            num_decodes += 1
+            tokens.extend(seq.token_slice(start, start + entry.num_new_tokens))
+        cu = np.zeros(num + 1, np.int64)
+        np.cumsum(q_lens, out=cu[1:])
+        row = np.repeat(np.arange(num), q_lens)
+        positions = starts[row] + np.arange(len(tokens)) - cu[:-1][row]
+        slot_mapping = tables[row, positions // bs].astype(np.int64) * bs + positions % bs
+        context_lens = (starts + q_lens).astype(np.int32)
+        logits_indices = (cu[1:][samples] - 1).tolist()
+        is_decode = q_lens == 1
+        nd = num if is_decode.all() else int(np.argmin(is_decode))  # decodes come first
         dev = self.device
-        nd = num_decodes
-        has_prefill = nd < len(batch)
+        has_prefill = nd < num
+
+        def put(a: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(np.ascontiguousarray(a)).to(dev)
+
         meta = AttentionMetadata(
-            slot_mapping=slot_mapping.to(dev),
+            slot_mapping=put(slot_mapping),
             num_decodes=nd,
-            decode_block_tables=table_tensor[:nd].to(dev) if nd else None,
-            decode_context_lens=context_lens[:nd].to(dev) if nd else None,
-            prefill_block_tables=table_tensor[nd:].to(dev) if has_prefill else None,
-            prefill_cu_seqlens_q=(cu[nd:] - cu[nd]).to(torch.int32).to(dev) if has_prefill else None,
-            prefill_context_lens=context_lens[nd:].to(dev) if has_prefill else None,
+            decode_block_tables=put(tables[:nd]) if nd else None,
+            decode_context_lens=put(context_lens[:nd]) if nd else None,
+            prefill_block_tables=put(tables[nd:]) if has_prefill else None,
+            prefill_cu_seqlens_q=put((cu[nd:] - cu[nd]).astype(np.int32)) if has_prefill else None,
+            prefill_context_lens=put(context_lens[nd:]) if has_prefill else None,
         )
         input_ids = torch.tensor(tokens, dtype=torch.int64, device=dev)
-        return input_ids, positions.to(dev), meta, logits_indices
+        return input_ids, put(positions), meta, logits_indices

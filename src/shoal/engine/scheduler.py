@@ -20,11 +20,10 @@ from shoal.engine.sequence import Sequence, Status
 class ScheduledSeq:
     seq: Sequence
     num_new_tokens: int  # tokens to compute this step, starting at seq.num_computed_tokens
+    samples: bool = False  # this step reaches the end of the sequence, so a token is sampled
 
-    @property
-    def samples(self) -> bool:
-        """Whether this step reaches the end of the sequence, so a token is sampled."""
-        return self.seq.num_computed_tokens + self.num_new_tokens == self.seq.num_tokens
+    def __post_init__(self) -> None:
+        self.samples = self.seq.num_computed_tokens + self.num_new_tokens == self.seq.num_tokens
 
 
 @dataclass
@@ -66,15 +65,16 @@ class Scheduler:
             seq = self.running[i]
             n = min(seq.num_uncomputed_tokens, budget)
             need = bm.blocks_needed(seq.block_table, seq.num_computed_tokens + n)
-            while not bm.can_allocate(need) and self.running[-1] is not seq:
-                self._preempt(self.running.pop())
-                num_preempted += 1
-            if not bm.can_allocate(need):
-                self.running.pop()  # seq is the newest left: it yields to the older ones
-                self._preempt(seq)
-                num_preempted += 1
-                break
-            bm.allocate(seq.block_table, seq.num_computed_tokens + n)
+            if need:  # most decode steps fit in the last block and skip all of this
+                while not bm.can_allocate(need) and self.running[-1] is not seq:
+                    self._preempt(self.running.pop())
+                    num_preempted += 1
+                if not bm.can_allocate(need):
+                    self.running.pop()  # seq is the newest left: it yields to the older ones
+                    self._preempt(seq)
+                    num_preempted += 1
+                    break
+                bm.allocate(seq.block_table, seq.num_computed_tokens + n)
             scheduled.append(ScheduledSeq(seq, n))
             budget -= n
             i += 1
