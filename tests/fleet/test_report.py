@@ -32,6 +32,12 @@ def samples():
     ]
 
 
+def test_token_budget_changes_are_events_too():
+    a = Sample(0, 1, 1, 1, 1, 1, 1, 16, [16], max_num_batched_tokens=2048)
+    b = Sample(5, 1, 1, 1, 1, 1, 1, 16, [16], max_num_batched_tokens=1536, tune_reason="ITL high: cut token budget")
+    assert events([a, b]) == [(5, "maxNumBatchedTokens 2048 -> 1536: ITL high: cut token budget")]
+
+
 def test_events_and_attainment():
     evs = events(samples())
     assert evs == [(1, "replicas 1 -> 2: TTFT p95 3000 ms > SLO"), (2, "maxNumSeqs 16 -> 8: ITL over SLO, TTFT fine")]

@@ -53,6 +53,10 @@ def events(samples: list[Sample]) -> list[tuple[float, str]]:
                 out.append((s.t, f"replicas {prev.replicas_desired} -> {s.replicas_desired}: {s.decision or '(no reason given)'}"))
             if s.max_num_seqs is not None and prev.max_num_seqs is not None and s.max_num_seqs != prev.max_num_seqs:
                 out.append((s.t, f"maxNumSeqs {prev.max_num_seqs} -> {s.max_num_seqs}: {s.tune_reason or '(no reason given)'}"))
+            elif (s.max_num_batched_tokens is not None and prev.max_num_batched_tokens is not None
+                  and s.max_num_batched_tokens != prev.max_num_batched_tokens):
+                out.append((s.t, f"maxNumBatchedTokens {prev.max_num_batched_tokens} -> {s.max_num_batched_tokens}: "
+                                 f"{s.tune_reason or '(no reason given)'}"))
         prev = s
     return out
 
@@ -96,6 +100,7 @@ def build_markdown(info: RunInfo, samples: list[Sample], records: list[RequestRe
     att, judged = attainment(samples, info.slo_ttft_ms, info.slo_itl_ms)
     replicas = [x.replicas_desired for x in samples if x.replicas_desired is not None]
     seqs = [x.max_num_seqs for x in samples if x.max_num_seqs is not None]
+    budgets = [x.max_num_batched_tokens for x in samples if x.max_num_batched_tokens is not None]
     engine_seqs = sorted({v for x in samples for v in x.engine_max_num_seqs})
     lines = [
         f"# Shoal local fleet demo — {info.started}",
@@ -124,6 +129,8 @@ def build_markdown(info: RunInfo, samples: list[Sample], records: list[RequestRe
         f"max {_fmt(max(replicas) if replicas else None)} |",
         f"| admission cap maxNumSeqs (operator status) | "
         f"{'-' if not seqs else f'{min(seqs)} .. {max(seqs)}'} |",
+        f"| token budget maxNumBatchedTokens (operator status) | "
+        f"{'-' if not budgets else f'{min(budgets)} .. {max(budgets)}'} |",
         f"| `shoal:runtime_max_num_seqs` values scraped from the engines | {', '.join(map(str, engine_seqs)) or '-'} |",
         f"| output tokens served | {s['output_tokens']} in {info.duration_s:.0f} s |",
         "",
@@ -170,9 +177,14 @@ def plot(samples: list[Sample], info: RunInfo, path: Path) -> None:
     ax.step(t, [_nan(s.max_num_seqs) for s in samples], where="post", label="maxNumSeqs (operator)")
     ax.plot(t, [_nan(max(s.engine_max_num_seqs)) if s.engine_max_num_seqs else float("nan") for s in samples],
             ".", markersize=3, label="shoal:runtime_max_num_seqs (max over pods)")
-    ax.set_ylabel("admission cap")
+    ax.set_ylabel("admission cap (seqs)")
     ax.set_xlabel("seconds since load started")
     ax.legend(loc="upper left", fontsize=8)
+    budget = ax.twinx()
+    budget.step(t, [_nan(s.max_num_batched_tokens) for s in samples], where="post", color="C2",
+                label="maxNumBatchedTokens (operator)")
+    budget.set_ylabel("token budget")
+    budget.legend(loc="upper right", fontsize=8)
     fig.suptitle(f"Shoal local fleet demo: {info.service}")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
