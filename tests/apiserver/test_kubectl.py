@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from shoal.fleet.apiserver.process import start_apiserver
 
@@ -114,3 +115,19 @@ def test_kubectl_create_sends_protobuf_for_namespaces_configmaps_secrets(kubectl
     assert base64.b64decode(encoded) == b"s3cret"
     refused = kubectl("create", "deployment", "web", "--image=x", check=False)
     assert refused.returncode != 0 and "kubectl apply -f" in refused.stderr
+
+
+def test_server_side_dry_run_validates_without_storing(kubectl):
+    services = [doc for example in sorted((REPO / "examples").glob("*.yaml"))
+                for doc in yaml.safe_load_all(example.read_text()) if doc and doc.get("kind") == "InferenceService"]
+    assert services
+    for namespace in {doc["metadata"].get("namespace", "default") for doc in services}:
+        kubectl("apply", "--validate=false", "-f", "-",
+                input=json.dumps({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}))
+    before = kubectl("get", "shoal", "-A", "-o", "name").stdout
+    for doc in services:
+        kubectl("apply", "--dry-run=server", "--validate=false", "-f", "-", input=json.dumps(doc))
+    assert kubectl("get", "shoal", "-A", "-o", "name").stdout == before  # validated, nothing stored
+    bad = ISVC.replace("REPLICAS", "-2")
+    result = kubectl("apply", "--dry-run=server", "--validate=false", "-f", "-", input=bad, check=False)
+    assert result.returncode != 0 and "spec.replicas" in result.stderr

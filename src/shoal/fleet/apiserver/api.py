@@ -76,7 +76,7 @@ class ObjectApi:
 
     # -- writes -------------------------------------------------------------------------------------------
     def create(self, rt: ResourceType, namespace: str | None, body: dict[str, Any],
-               strict: bool = False) -> dict[str, Any]:
+               strict: bool = False, dry_run: bool = False) -> dict[str, Any]:
         if not isinstance(body, dict):
             raise errors.ApiError(400, "BadRequest", "the request body must be a JSON object")
         obj = dict(body)  # the caller hands the body over (fresh from JSON); only the top levels are written
@@ -117,30 +117,32 @@ class ObjectApi:
             if obj["spec"].get("type", "ClusterIP") == "ClusterIP" and not obj["spec"].get("clusterIP"):
                 self._service_ips += 1  # from the conventional service range, never reused
                 obj["spec"]["clusterIP"] = f"10.96.{self._service_ips // 250}.{self._service_ips % 250 + 1}"
+        if dry_run:  # admitted and defaulted, but neither stored nor served
+            return obj
         if rt.key == CRD_KEY:
             obj = self._establish_crd(obj)
         return self.store.put(rt.key, obj, "ADDED")
 
     def replace(self, rt: ResourceType, namespace: str | None, name: str, body: dict[str, Any],
-                subresource: str | None = None, strict: bool = False) -> dict[str, Any]:
+                subresource: str | None = None, strict: bool = False, dry_run: bool = False) -> dict[str, Any]:
         old = self.get(rt, namespace, name)
         wanted = (body.get("metadata") or {}).get("resourceVersion")
         if wanted and wanted != old["metadata"]["resourceVersion"]:
             raise errors.conflict(rt.plural, name, rt.group)
-        return self._write(rt, old, dict(body), subresource, strict)
+        return self._write(rt, old, dict(body), subresource, strict, dry_run)
 
     def patch(self, rt: ResourceType, namespace: str | None, name: str, content_type: str, body: Any,
-              subresource: str | None = None, strict: bool = False) -> dict[str, Any]:
+              subresource: str | None = None, strict: bool = False, dry_run: bool = False) -> dict[str, Any]:
         old = self.get(rt, namespace, name)
         if isinstance(body, dict):
             wanted = (body.get("metadata") or {}).get("resourceVersion")
             if wanted and wanted != old["metadata"]["resourceVersion"]:
                 raise errors.conflict(rt.plural, name, rt.group)
         new = patches.apply_patch(content_type, old, body)  # patching builds new dicts, never edits `old`
-        return self._write(rt, old, new, subresource, strict)
+        return self._write(rt, old, new, subresource, strict, dry_run)
 
     def _write(self, rt: ResourceType, old: dict[str, Any], new: dict[str, Any], subresource: str | None,
-               strict: bool) -> dict[str, Any]:
+               strict: bool, dry_run: bool = False) -> dict[str, Any]:
         old_meta = old["metadata"]
         # Stored objects are never edited in place: new versions share unchanged subtrees with old ones.
         if subresource == "status":
@@ -167,8 +169,8 @@ class ObjectApi:
             if rt.has_generation and _content(result) != _content(old):
                 result["metadata"]["generation"] = old_meta.get("generation", 0) + 1
         result["metadata"]["resourceVersion"] = old_meta["resourceVersion"]
-        if result == old:
-            return old  # a no-op write changes nothing, not even the resourceVersion
+        if result == old or dry_run:
+            return result if dry_run else old  # a no-op write changes nothing, not even the resourceVersion
         if rt.key == CRD_KEY:
             result = self._establish_crd(result)
         if result["metadata"].get("deletionTimestamp") and not result["metadata"].get("finalizers"):
@@ -177,8 +179,10 @@ class ObjectApi:
         return self.store.put(rt.key, result, "MODIFIED")
 
     def delete(self, rt: ResourceType, namespace: str | None, name: str,
-               propagation: str | None = None) -> dict[str, Any]:
+               propagation: str | None = None, dry_run: bool = False) -> dict[str, Any]:
         obj = self.get(rt, namespace, name)
+        if dry_run:
+            return obj
         meta = obj["metadata"]
         if meta.get("finalizers"):
             if meta.get("deletionTimestamp"):

@@ -101,8 +101,9 @@ class KubernetesApi(kmock.RawHandler):
             return await self._serve_scale(request, route)
         if route.subresource not in (None, "status") or (route.subresource == "status" and not route.rt.status):
             raise errors.ApiError(404, "NotFound", f"the server could not find the requested resource ({request.path})")
-        if query.get("dryRun"):
-            raise errors.ApiError(400, "BadRequest", "dryRun is not supported by the emulator")
+        if query.get("dryRun") not in (None, "All"):
+            raise errors.ApiError(400, "BadRequest", f"dryRun must be All, not {query.get('dryRun')!r}")
+        dry_run = query.get("dryRun") == "All"
         strict = query.get("fieldValidation") == "Strict"
         rt, ns, name = route.rt, route.namespace, route.name
         if method == "GET" and query.get("watch") in ("true", "1"):
@@ -117,15 +118,16 @@ class KubernetesApi(kmock.RawHandler):
             return _respond(obj)
         body = await self._body(request)
         if method == "POST" and name is None:
-            return _respond(self.api.create(rt, ns, body, strict=strict), 201)
+            return _respond(self.api.create(rt, ns, body, strict=strict, dry_run=dry_run), 201)
         if method == "PUT" and name is not None:
-            return _respond(self.api.replace(rt, ns, name, body, route.subresource, strict=strict))
+            return _respond(self.api.replace(rt, ns, name, body, route.subresource, strict=strict, dry_run=dry_run))
         if method == "PATCH" and name is not None:
             content_type = request.headers.get("Content-Type", JSON)
-            return _respond(self.api.patch(rt, ns, name, content_type, body, route.subresource, strict=strict))
+            return _respond(self.api.patch(rt, ns, name, content_type, body, route.subresource, strict=strict,
+                                           dry_run=dry_run))
         if method == "DELETE" and name is not None:
             propagation = (body or {}).get("propagationPolicy") or query.get("propagationPolicy")
-            return _respond(self.api.delete(rt, ns, name, propagation))
+            return _respond(self.api.delete(rt, ns, name, propagation, dry_run=dry_run))
         if method == "DELETE":
             for obj in self.api.list(rt, ns, query.get("labelSelector"), query.get("fieldSelector")):
                 self.api.delete(rt, obj["metadata"].get("namespace"), obj["metadata"]["name"])
