@@ -20,7 +20,7 @@ TINY_COMMON = dict(
 )
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="module", autouse=True)
 def one_cpu_thread():
     """One torch thread: the CI box is small and shared, and two threads fighting for it are much slower."""
     before = torch.get_num_threads()

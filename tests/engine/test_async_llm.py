@@ -114,3 +114,19 @@ async def wait_until(predicate, timeout=10.0):
     while not predicate():
         assert loop.time() < deadline, "condition not reached in time"
         await asyncio.sleep(0.01)
+
+
+async def test_shutdown_ends_open_streams_with_abort(engine):
+    outs = []
+
+    async def consume():
+        async for out in engine.generate("sd", [5] * 10, LONG):
+            outs.append(out)
+
+    task = asyncio.create_task(consume())
+    await wait_until(lambda: len(outs) >= 1)
+    await engine.shutdown()
+    await asyncio.wait_for(task, 10)
+    assert outs[-1].finished and outs[-1].finish_reason == "abort"
+    with pytest.raises(RuntimeError, match="not running"):
+        await collect(engine, "late", [5], GREEDY)

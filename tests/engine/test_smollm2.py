@@ -31,3 +31,39 @@ def test_chat_template_renders_the_generation_prompt(smol_llm):
     text = smol_llm.tokenizer.apply_chat_template([{"role": "user", "content": "hi"}])
     assert text.endswith("<|im_start|>assistant\n")
     assert "<|im_start|>user\nhi<|im_end|>" in text
+
+
+def test_tokenizer_matches_transformers(smol_llm, smol_llm_dir):
+    from transformers import AutoTokenizer
+
+    hf = AutoTokenizer.from_pretrained(smol_llm_dir)
+    ours = smol_llm.tokenizer
+    for text in ["Hello, world!", "naïve café – 東京 🚀", "  leading spaces\nand lines"]:
+        assert ours.encode(text) == hf(text)["input_ids"]
+        assert ours.decode(ours.encode(text)) == hf.decode(hf(text)["input_ids"], skip_special_tokens=True)
+    messages = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello."},
+        {"role": "user", "content": "Bye"},
+    ]
+    for add in (True, False):
+        expected = hf.apply_chat_template(messages, tokenize=False, add_generation_prompt=add)
+        assert ours.apply_chat_template(messages, add_generation_prompt=add) == expected
+    assert ours.eos_token_id == hf.eos_token_id
+
+
+def test_incremental_detokenizer_rebuilds_multibyte_text(smol_llm):
+    from shoal.engine.detokenizer import IncrementalDetokenizer
+
+    tok = smol_llm.tokenizer
+    text = " naïve café – 東京 🚀 done"
+    ids = tok.encode(text)
+    detok = IncrementalDetokenizer(tok, tok.encode("Say:"), stop=[])
+    pieces = []
+    for token in ids:
+        before = detok.text
+        detok.add([token])
+        assert detok.text.startswith(before) and "\ufffd" not in detok.text
+        pieces.append(detok.text[len(before) :])
+    assert "".join(pieces) == tok.decode(ids)
