@@ -69,6 +69,8 @@ def test_engine_config_names_the_field(tiny_llama):
         LLM(tiny_llama[0], max_num_batched_tokens=8, block_size=16)
     with pytest.raises(ValueError, match="kv_cache_tokens"):
         LLM(tiny_llama[0], kv_cache_tokens=100, max_model_len=200)
+    with pytest.raises(ValueError, match="device 'tpu0'"):
+        LLM(tiny_llama[0], device="tpu0")
     with pytest.raises(ValueError, match="max_position_embeddings"):
         LLM(tiny_llama[0], kv_cache_tokens=4096, max_model_len=4096)
 

@@ -26,7 +26,7 @@ class ModelRunner:
     def __init__(self, config: EngineConfig, model_config: ModelConfig) -> None:
         self.config = config
         self.model_config = model_config
-        self.device = torch.device(config.device)
+        self.device = _resolve_device(config.device)
         if self.device.type == "cpu" and os.environ.get("SHOAL_CPU_THREADS"):
             # Several engines sharing few cores run far faster with one thread each than fighting over all.
             torch.set_num_threads(int(os.environ["SHOAL_CPU_THREADS"]))
@@ -164,3 +164,13 @@ class ModelRunner:
         )
         input_ids = torch.tensor(tokens, dtype=torch.int64, device=dev)
         return input_ids, put(positions), meta, logits_indices
+
+
+def _resolve_device(name: str) -> torch.device:
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise ValueError(f"device {name!r} is not a torch device (use cpu, cuda, cuda:N): {exc}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r}: CUDA is not available to this torch build or machine; use device='cpu'")
+    return device
