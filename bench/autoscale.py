@@ -15,6 +15,7 @@ import os
 import platform
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from shoal.sim.capacity import measure_capacity
@@ -55,6 +56,16 @@ def main() -> int:
         print(f"{name:16s} attainment {s['attainment']:7.1%}  TTFT {s['ttft_attainment']:6.1%}  ITL "
               f"{s['itl_attainment']:6.1%}  GPU-h {s['gpu_hours']:6.3f}  goodput {s['goodput_fraction']:6.1%}  "
               f"scale {s['scale_events']:3d}  tune {s['tune_events']:3d}  ({time.time() - t0:.0f} s)", flush=True)
+    # the oracle as defined sizes each minute from one replica's capacity under Poisson arrivals; on the trace that
+    # misses windows, so also find the smallest uniform derating at which the same oracle meets the SLO
+    for factor in (0.9, 0.8, 0.7, 0.6):
+        derated = replace(prepared, context=replace(prepared.context, capacity_rps=capacity.rate_rps * factor))
+        r = run_policy(derated, "oracle")
+        print(f"oracle x{factor:.1f} capacity: attainment {r['attainment']:.1%}  GPU-h {r['gpu_hours']:.3f}", flush=True)
+        if r["attainment"] >= 0.99:
+            r["capacity_factor"] = factor
+            results["oracle-slo"] = r
+            break
     header = {
         "trace": Path(args.trace).name, "rate_scale": k,
         "slo": {"ttft_p95_ms": args.slo_ttft_ms, "itl_p95_ms": args.slo_itl_ms},
@@ -67,6 +78,8 @@ def main() -> int:
     plot(args.plot, {n: results[n] for n in ("shoal", "shoal-no-tuning", "kpa", "oracle")},
          scenario.slo_ttft_s, scenario.slo_itl_s)
     print(json.dumps({n: summary(r) for n, r in results.items()}, indent=1))
+    if "oracle-slo" in results:
+        print(f"oracle-slo: capacity x{results['oracle-slo']['capacity_factor']}")
     return 0
 
 

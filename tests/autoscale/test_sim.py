@@ -28,7 +28,7 @@ def drain(engine: SimEngine, t: float = 0.0):
 
 def test_decode_step_is_the_weight_read_plus_overhead():
     step = CAL.step_seconds(0, 0, 1, 100)
-    assert step == pytest.approx(CAL.step_overhead_s + CAL.weight_bytes / CAL.copy_bandwidth, rel=0.01)
+    assert step == pytest.approx(0.00678, rel=0.01)  # the measured batch-1 decode step it is fitted to
     assert CAL.step_seconds(2048, 2048 * 1024, 0, 0) > CAL.step_seconds(1024, 1024 * 512, 0, 0) > step
 
 

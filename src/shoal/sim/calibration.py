@@ -1,19 +1,21 @@
 """Every number the simulated replica's step time depends on, in one place.
 
-What calibrates it: NOT a measured engine benchmark yet. No GPU run of Shoal's engine on the Llama-3.1-8B
-shape existed when this was written, so the step time is a roofline model of an H100 serving Llama-3.1-8B in
-bf16, built from two measurements taken on this workplace's H100s (bf16 matmul ~790 TFLOP/s, device-to-device
-copy ~3.0 TB/s) plus the model's shape. Replace `H100_LLAMA_3_1_8B` with fitted values once
-bench/engine.py records step times on a GPU; nothing else in the simulator has to change.
+What calibrates it: the GPU engine benchmark (bench/results/engine_throughput_gpu.json: Shoal's engine on an H100
+80GB HBM3, Llama-3.1-8B shape, bf16, random weights), fitted by `bench/calibrate_sim.py`
+(bench/results/sim_calibration.json):
 
-Step time of one continuous-batching iteration (every running sequence decodes one token, plus up to the token
-budget of prefill tokens):
+    step = step_overhead + step_overhead_per_seq x sequences in the step
+           + max(bytes / copy_bandwidth, flops / matmul_rate)
+    bytes = streamed weight bytes + kv_bytes_per_token x (context tokens read by decodes and prefill chunks)
+    flops = 2 x params x (prefill + decode tokens) + attention flops of the prefill chunks
 
-    t = step_overhead + max(bytes / copy_bandwidth, flops / matmul_rate)
-    bytes = weight_bytes + kv_bytes_per_token * (context tokens read by decodes + by prefill chunks)
-    flops = 2 * params * (prefill tokens + decode tokens) + attention flops of the prefill chunks
-
-The overhead term (scheduler + launch per step, 2 ms) is an assumption, not a measurement.
+- measured: weight bytes streamed per step (15.01 GB) and copy bandwidth (2.954 TB/s) in the batch-1 run;
+- fitted: step_overhead + step_overhead_per_seq = batch-1 decode time (6.78 ms) - weights / bandwidth; the split
+  (1.66 ms + 43.7 us per sequence) makes the simulator replay the 256-sequence nano-vllm protocol in the measured
+  21.35 s -- and it then also takes the measured number of engine steps (1,025), which nothing forced;
+- not validated by that benchmark: the prefill rate (790 TFLOP/s, this workplace's measured bf16 GEMM rate; the
+  protocol's prefill is a small share of its time), the KV cache size (the 300,336 tokens the engine sized in that
+  run), and the pod start delay (60 s, assumed: image cached, weights on node disk).
 """
 
 from __future__ import annotations
@@ -30,50 +32,51 @@ class EngineCalibration:
     attn_flops_per_token_per_ctx: float  # QK^T and PV flops per query token per attended context token
     copy_bandwidth: float  # bytes/s, measured device copy
     matmul_rate: float  # flop/s, measured bf16 GEMM
-    step_overhead_s: float  # assumed per-step CPU/launch cost
-    kv_capacity_tokens: int  # KV cache size at gpuMemoryUtilization 0.9
+    step_overhead_s: float  # host work per step that does not overlap the GPU
+    step_overhead_per_seq_s: float  # ... and per sequence scheduled in the step (prepare, sample, detokenize)
+    kv_capacity_tokens: int  # KV cache size in tokens
     pod_start_delay_s: float  # assumed: pod scheduled -> /ready (image cached, weights on node disk)
 
     def __post_init__(self) -> None:
         for field in ("params", "weight_bytes", "kv_bytes_per_token", "copy_bandwidth", "matmul_rate"):
             if getattr(self, field) <= 0:
                 raise ValueError(f"EngineCalibration.{field} must be > 0")
-        if self.step_overhead_s < 0 or self.pod_start_delay_s < 0:
-            raise ValueError("EngineCalibration step_overhead_s and pod_start_delay_s must be >= 0")
+        if min(self.step_overhead_s, self.step_overhead_per_seq_s, self.pod_start_delay_s) < 0:
+            raise ValueError("EngineCalibration overheads and pod_start_delay_s must be >= 0")
         if self.kv_capacity_tokens < 1:
             raise ValueError("EngineCalibration.kv_capacity_tokens must be >= 1")
 
-    def step_seconds(self, prefill_tokens: int, prefill_ctx_sum: float, decode_seqs: int, decode_ctx: int) -> float:
+    def step_seconds(self, prefill_tokens: int, prefill_ctx_sum: float, decode_seqs: int, decode_ctx: int,
+                     prefill_seqs: int = 0) -> float:
         """Duration of one engine step.
 
         prefill_ctx_sum: sum over prefill tokens of the context each attends to (causal attention cost);
         decode_ctx: total context tokens read by the decoding sequences.
         """
+        host = self.step_overhead_s + self.step_overhead_per_seq_s * (decode_seqs + prefill_seqs)
         kv_read = decode_ctx + (prefill_ctx_sum / max(prefill_tokens, 1) if prefill_tokens else 0.0)
         mem = (self.weight_bytes + self.kv_bytes_per_token * kv_read) / self.copy_bandwidth
         flops = 2.0 * self.params * (prefill_tokens + decode_seqs)
         flops += self.attn_flops_per_token_per_ctx * (prefill_ctx_sum + decode_ctx)
-        return self.step_overhead_s + max(mem, flops / self.matmul_rate)
+        return host + max(mem, flops / self.matmul_rate)
 
 
 def _llama_3_1_8b_h100() -> EngineCalibration:
     layers, kv_heads, head_dim, q_heads = 32, 8, 128, 32
     params = 8.03e9
-    weight_bytes = params * 2  # bf16
     kv_bytes = 2 * layers * kv_heads * head_dim * 2  # K+V, bf16 -> 131072 B/token
     attn_flops = 4 * layers * q_heads * head_dim  # 2 (QK) + 2 (PV) flops per head dim per context token
-    hbm = 80 * 2**30 * 0.90  # gpuMemoryUtilization 0.9
-    activations = 2e9  # workspace + activations at 8192 batched tokens (estimate)
     return EngineCalibration(
-        name="H100-80GB / Llama-3.1-8B bf16 (roofline: 790 TFLOP/s bf16, 3.0 TB/s copy)",
+        name="H100-80GB / Llama-3.1-8B bf16 (fitted to the GPU engine benchmark, bench/calibrate_sim.py)",
         params=params,
-        weight_bytes=weight_bytes,
+        weight_bytes=15_009_849_344,  # streamed per step (the batch-1 run)
         kv_bytes_per_token=kv_bytes,
         attn_flops_per_token_per_ctx=attn_flops,
-        copy_bandwidth=3.0e12,
+        copy_bandwidth=2.954e12,
         matmul_rate=790e12,
-        step_overhead_s=0.002,
-        kv_capacity_tokens=int((hbm - weight_bytes - activations) // kv_bytes),
+        step_overhead_s=0.001656,
+        step_overhead_per_seq_s=43.7e-6,
+        kv_capacity_tokens=300_336,
         pod_start_delay_s=60.0,
     )
 

@@ -111,7 +111,7 @@ class SimEngine:
             prefill_tokens += n
             ctx_sum += n * n / 2
         dec = self.num_decoding
-        duration = self.cal.step_seconds(prefill_tokens, ctx_sum, dec, self.decode_context())
+        duration = self.cal.step_seconds(prefill_tokens, ctx_sum, dec, self.decode_context(), len(chunks))
         self._pending = (chunks, dec)
         return duration
 

@@ -212,8 +212,7 @@ class Simulation:
             fleet.limits = act.limits
             for r in fleet.live():
                 r.engine.max_num_seqs, r.engine.max_num_batched_tokens = act.limits
-            if t >= 0:
-                fleet.tune_events.append((t, *act.limits, act.reason))
+            fleet.tune_events.append((t, *act.limits, act.reason))  # warm-up ones too; run.py splits them
         if act.replicas is not None:
             self._scale_to(t, act.replicas, act.instant_start, act.reason)
         snap = fleet.snapshot(t)

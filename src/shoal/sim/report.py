@@ -6,11 +6,14 @@ import json
 from pathlib import Path
 
 SUMMARY_KEYS = ("attainment", "ttft_attainment", "itl_attainment", "gpu_hours", "goodput_rps", "goodput_fraction",
-                "requests", "scale_events", "tune_events")
+                "requests", "scale_events", "tune_events", "tune_events_warmup", "initial_limits_at_t0")
 
 
 def summary(result: dict) -> dict:
-    return {k: result[k] for k in SUMMARY_KEYS}
+    out = {k: result[k] for k in SUMMARY_KEYS}
+    if "capacity_factor" in result:  # a derated oracle (bench/autoscale.py's oracle-slo)
+        out["capacity_factor"] = result["capacity_factor"]
+    return out
 
 
 def write_json(path: str | Path, header: dict, results: dict[str, dict], detail: bool = True) -> None:

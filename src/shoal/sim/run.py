@@ -80,13 +80,23 @@ def run_policy(p: Prepared, name: str) -> dict:
         "goodput_fraction": s["goodput_fraction"],
         "requests": s["requests"],
         "scale_events": len(fleet.scale_events),
-        "tune_events": len(fleet.tune_events),
+        "tune_events": sum(1 for e in fleet.tune_events if e[0] >= 0),
+        "tune_events_warmup": sum(1 for e in fleet.tune_events if e[0] < 0),
         "windows": s["windows"],
         "timeline": sim.timeline,
         "scale_log": [{"t": t, "from": a, "to": b, "reason": r} for t, a, b, r in fleet.scale_events],
         "tune_log": [{"t": t, "max_num_seqs": a, "max_num_batched_tokens": b, "reason": r}
-                     for t, a, b, r in fleet.tune_events],
+                     for t, a, b, r in fleet.tune_events if t >= 0],
+        "initial_limits_at_t0": _limits_at(fleet.tune_events, 0.0, p.context.spec),
     }
+
+
+def _limits_at(events, t: float, spec: PlannerSpec) -> dict:
+    limits = (spec.max_num_seqs_cap, spec.max_num_batched_tokens_cap)
+    for when, seqs, tokens, _ in events:
+        if when <= t:
+            limits = (seqs, tokens)
+    return {"max_num_seqs": limits[0], "max_num_batched_tokens": limits[1]}
 
 
 def rate_scale_for_peak(trace_path: str, replicas_at_peak: int, capacity: Capacity) -> float:
