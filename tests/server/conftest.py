@@ -8,7 +8,7 @@ from pathlib import Path
 
 import openai
 import pytest
-from serverkit import ADMIN_TOKEN, MAX_NUM_SEQS, TINY, build_tiny_model, crash_lines, start_server
+from serverkit import ADMIN_TOKEN, MAX_NUM_SEQS, TINY, build_tiny_model, serving
 
 
 @pytest.fixture(scope="session")
@@ -32,12 +32,9 @@ def admin_token_file(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def server(tiny_model_dir, admin_token_file):
-    proc = start_server(tiny_model_dir, "--served-model-name", TINY, "--max-num-seqs", str(MAX_NUM_SEQS),
-                        "--admin-token-file", str(admin_token_file))
-    yield proc
-    proc.terminate()
-    assert proc.wait(60) == 0
-    assert crash_lines(proc.log()) == []
+    with serving(tiny_model_dir, "--served-model-name", TINY, "--max-num-seqs", str(MAX_NUM_SEQS),
+                 "--admin-token-file", str(admin_token_file)) as proc:
+        yield proc
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import urllib.error
@@ -19,6 +20,16 @@ def start_server(model_dir: Path, *flags: str):
     from shoal.engine.server.launcher import ServerProcess
 
     return ServerProcess(["--model", str(model_dir), "--host", "127.0.0.1", "--port", "0", *flags]).start()
+
+
+@contextlib.contextmanager
+def serving(model_dir: Path, *flags: str):
+    """A server for the duration of the block; afterwards SIGTERM must drain it to exit 0 with no crash logged."""
+    proc = start_server(model_dir, *flags)
+    yield proc
+    proc.terminate()
+    assert proc.wait(60) == 0
+    assert crash_lines(proc.log()) == []
 
 
 def crash_lines(log: str) -> list[str]:

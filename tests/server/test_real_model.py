@@ -8,7 +8,7 @@ import asyncio
 
 import openai
 import pytest
-from serverkit import crash_lines, start_server
+from serverkit import serving
 
 MODEL = "smollm2-135m-instruct"
 CHAT = [{"role": "system", "content": "You are brief."}, {"role": "user", "content": "Name three colours."}]
@@ -17,11 +17,8 @@ TOKENS = 6  # each token costs a real-model step on 2 shared cores
 
 @pytest.fixture(scope="module")
 def real_server(model_dir):
-    proc = start_server(model_dir, "--max-num-seqs", "8")
-    yield proc
-    proc.terminate()
-    assert proc.wait(60) == 0
-    assert crash_lines(proc.log()) == []
+    with serving(model_dir, "--max-num-seqs", "8") as proc:
+        yield proc
 
 
 @pytest.fixture(scope="module")
