@@ -1,0 +1,239 @@
+"""The whole loop: kubectl -> operator -> pods serving SmolLM2 -> Prometheus -> operator decisions.
+
+The five scenarios of issue 7, in order, on one InferenceService (a scenario e2e, like kubeai's): each test starts
+from where the previous one left the service, and says what it needs. The service is examples/local-cpu.yaml with
+test timings: a short scale-down stabilization and tight SLOs, so a burst a CPU replica cannot absorb breaks them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import openai
+import pytest
+import yaml
+
+from cluster import REPO, SELECTOR, Cluster, parse_metric, wait_until
+from shoal.fleet.loadgen import LoadGenerator
+from shoal.fleet.trace import TraceRequest
+
+NAME = "e2e-chat"
+NS = "default"
+MODEL = "smollm2-135m-instruct"
+STABILIZATION_S = 20
+BURST_RPS, BURST_SIZE = 1.5, (48, 24)  # (prompt, output) tokens: more than one CPU replica serves, less than two
+TRICKLE_RPS = 0.2
+CHILD_KINDS = ("deployments", "services", "configmaps", "poddisruptionbudgets", "secrets")
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def manifest(max_replicas: int) -> str:
+    doc = yaml.safe_load((REPO / "examples" / "local-cpu.yaml").read_text())
+    doc["metadata"] = {"name": NAME, "namespace": NS}
+    doc["spec"]["autoscaling"].update(minReplicas=1, maxReplicas=max_replicas,
+                                      scaleDownStabilizationSeconds=STABILIZATION_S)
+    # A burst one CPU replica cannot keep up with breaks the TTFT SLO (its queue grows); two replicas absorb it.
+    doc["spec"]["slo"] = {"ttftP95Ms": 4000, "itlP95Ms": 500}
+    # The tuner cuts the token budget before the admission cap; starting it at its floor (512) makes the first
+    # ITL breach move the cap, so the test sees shoal:runtime_max_num_seqs move within one tuning cooldown.
+    doc["spec"]["engine"]["maxNumBatchedTokens"] = 512
+    return yaml.safe_dump(doc)
+
+
+def isvc(cluster: Cluster) -> dict:
+    return cluster.get("inferenceservice", NAME, NS)
+
+
+def replicas(cluster: Cluster) -> int | None:
+    return (cluster.get("deployment", NAME, NS).get("spec") or {}).get("replicas")
+
+
+def max_replicas(cluster: Cluster) -> int:
+    if cluster.local:
+        import json
+
+        return min(2, len(json.loads((cluster.workdir / "fleet" / "fleet.json").read_text())["replica_slots"]))
+    return 2
+
+
+def children(cluster: Cluster) -> dict[str, list[str]]:
+    """Child objects owned by the InferenceService, by kind (a duplicate would show as two names)."""
+    uid = isvc(cluster)["metadata"]["uid"]
+    out = {}
+    for kind in CHILD_KINDS:
+        out[kind] = sorted(
+            o["metadata"]["name"] for o in cluster.items(kind, NS)
+            if any(ref.get("uid") == uid for ref in o["metadata"].get("ownerReferences") or [])
+        )
+    return out
+
+
+def engine_metric(cluster: Cluster, name: str) -> list[float]:
+    """One metric from every ready pod's /metrics."""
+    import urllib.request
+
+    values = []
+    for pod in cluster.ready_pods(NAME, NS):
+        with urllib.request.urlopen(f"{cluster.pod_url(pod)}/metrics", timeout=5) as r:
+            values += parse_metric(r.read().decode(), name)
+    return values
+
+
+# 1 ---------------------------------------------------------------------------------------------------------------
+def test_apply_pods_ready_and_openai_completion(cluster: Cluster, tmp_path: Path):
+    path = tmp_path / "isvc.yaml"
+    path.write_text(manifest(max_replicas(cluster)))
+    out = cluster.kubectl("apply", "--validate=false", "-f", str(path))
+    assert f"{NAME} created" in out or f"{NAME} configured" in out
+
+    wait_until(lambda: cluster.ready_pods(NAME, NS), 240, "a Ready engine pod")
+    wait_until(lambda: any(c["type"] == "Ready" and c["status"] == "True"
+                           for c in (isvc(cluster).get("status") or {}).get("conditions") or []),
+               60, "the InferenceService's Ready condition")
+    listed = cluster.kubectl("get", "shoal", NAME, "-n", NS)
+    assert NAME in listed and "READY" in listed
+
+    client = openai.OpenAI(base_url=cluster.service_url(NAME, NS) + "/v1", api_key="unused", timeout=120)
+    assert [m.id for m in client.models.list()] == [MODEL]
+    completion = client.completions.create(model=MODEL, prompt="The capital of France is", max_tokens=8, temperature=0)
+    assert completion.choices[0].text.strip()
+    assert completion.usage.completion_tokens == 8 or completion.choices[0].finish_reason == "stop"
+    chat = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Say hi."}], max_tokens=8)
+    assert chat.choices[0].message.content
+
+
+# 2 ---------------------------------------------------------------------------------------------------------------
+def test_burst_raises_replicas_and_moves_batch_limits(cluster: Cluster):
+    top = max_replicas(cluster)
+    initial_caps = set(engine_metric(cluster, "shoal:runtime_max_num_seqs"))
+    assert initial_caps, "the engines export shoal:runtime_max_num_seqs"
+    seen_caps: set[float] = set(initial_caps)
+    base = cluster.service_url(NAME, NS)
+
+    async def burst_until_scaled():
+        requests = [TraceRequest(i / BURST_RPS, *BURST_SIZE) for i in range(int(BURST_RPS * 200))]
+        stop = asyncio.Event()
+        load = LoadGenerator(base, MODEL, requests, seed=3)
+        task = asyncio.create_task(load.run(stop))
+        deadline = time.monotonic() + 200
+        all_ready_at = None
+        while time.monotonic() < deadline:
+            await asyncio.sleep(2)
+            seen_caps.update(await asyncio.to_thread(engine_metric, cluster, "shoal:runtime_max_num_seqs"))
+            if all_ready_at is None and len(await asyncio.to_thread(cluster.ready_pods, NAME, NS)) >= top:
+                all_ready_at = time.monotonic()
+            # keep the burst on a while after the new pod serves, so the latency windows show it absorbed
+            if all_ready_at is not None and len(seen_caps) > 1 and time.monotonic() - all_ready_at > 20:
+                break
+        stop.set()
+        await task
+        return load
+
+    load = asyncio.run(burst_until_scaled())
+    assert replicas(cluster) == top, f"replicas stayed at {replicas(cluster)}; operator log:\n{cluster.operator_log()}"
+    wait_until(lambda: len(cluster.ready_pods(NAME, NS)) == top, 180, f"{top} Ready pods")
+    assert len(seen_caps) > 1, f"shoal:runtime_max_num_seqs never moved from {initial_caps}; status: {isvc(cluster).get('status')}"
+    status = isvc(cluster)["status"]
+    assert status["autoscaling"]["lastDecision"]["reason"]
+    if cluster.local:
+        # Prometheus scrapes every pod, new ones included, with DESIGN's labels.
+        import json
+        import urllib.parse
+        import urllib.request
+
+        q = urllib.parse.quote(f'shoal:runtime_max_num_seqs{{namespace="{NS}",service="{NAME}"}}')
+        with urllib.request.urlopen(f"{cluster.prometheus_url}/api/v1/query?query={q}", timeout=5) as r:
+            pods = {s["metric"]["pod"] for s in json.load(r)["data"]["result"]}
+        assert {p["metadata"]["name"] for p in cluster.ready_pods(NAME, NS)} <= pods
+    assert sum(r.ok for r in load.records) > 0
+
+
+# 4 ---------------------------------------------------------------------------------------------------------------
+def test_operator_killed_mid_run_resumes_from_status(cluster: Cluster):
+    """Runs while the service is scaled up and loaded: a restarted operator must not fall back to minReplicas,
+    re-create children, or forget its decisions (they live in status)."""
+    top = max_replicas(cluster)
+    assert replicas(cluster) == top, "needs the scaled-up service of the burst test"
+    base = cluster.service_url(NAME, NS)
+    before_children = children(cluster)
+    assert all(len(v) == 1 for k, v in before_children.items() if k in ("deployments", "services", "configmaps"))
+    before = isvc(cluster)["status"]
+
+    async def restart_under_load():
+        stop = asyncio.Event()
+        load = LoadGenerator(base, MODEL, [TraceRequest(i / BURST_RPS, *BURST_SIZE) for i in range(int(BURST_RPS * 120))],
+                             seed=11)
+        task = asyncio.create_task(load.run(stop))
+        await asyncio.sleep(2)
+        await asyncio.to_thread(cluster.kill_operator)
+        # While it is down the spec changes: the new operator must pick that up.
+        await asyncio.to_thread(cluster.kubectl, "patch", "inferenceservice", NAME, "-n", NS, "--type=merge",
+                                "-p", '{"spec": {"slo": {"ttftP95Ms": 4100}}}')
+        generation = (await asyncio.to_thread(isvc, cluster))["metadata"]["generation"]
+        await asyncio.sleep(2)
+        await asyncio.to_thread(cluster.start_operator)
+        await asyncio.to_thread(
+            wait_until, lambda: (isvc(cluster).get("status") or {}).get("observedGeneration") == generation, 90,
+            "the restarted operator to observe the new generation")
+        await asyncio.sleep(6)  # a few control-loop periods under load
+        observed = await asyncio.to_thread(replicas, cluster)
+        stop.set()
+        await task
+        return observed, load
+
+    observed, load = asyncio.run(restart_under_load())
+    after = isvc(cluster)["status"]
+    assert children(cluster) == before_children, "the restart created or lost child objects"
+    assert observed == top, f"replicas fell to {observed} after the restart; operator log:\n{cluster.operator_log()}"
+    assert after["autoscaling"].get("lastScaleTime") is not None
+    assert after["autoscaling"]["lastScaleTime"] >= before["autoscaling"]["lastScaleTime"]
+    assert [r.error for r in load.records if not r.ok] == []
+
+
+# 3 ---------------------------------------------------------------------------------------------------------------
+def test_load_stops_replicas_come_down_without_failed_requests(cluster: Cluster):
+    assert replicas(cluster) and replicas(cluster) > 1, "needs the scaled-up service of the previous test"
+    base = cluster.service_url(NAME, NS)
+
+    async def trickle_through_scale_down():
+        # The burst is over; a light trickle keeps requests in flight while a pod drains (none may fail) and keeps
+        # the latency series alive: with no requests at all the operator holds (no data is not zero).
+        stop = asyncio.Event()
+        load = LoadGenerator(base, MODEL, [TraceRequest(i / TRICKLE_RPS, 16, 16) for i in range(400)], seed=5)
+        task = asyncio.create_task(load.run(stop))
+        # the operator's rate window (1 min) must drain the burst before the stabilization window starts counting
+        deadline = time.monotonic() + 60 + STABILIZATION_S + 120
+        while time.monotonic() < deadline and await asyncio.to_thread(replicas, cluster) != 1:
+            await asyncio.sleep(1)
+        # keep going until the drained pod is gone
+        while time.monotonic() < deadline and len(await asyncio.to_thread(cluster.items, "pods", NS, f"{SELECTOR}={NAME}")) != 1:
+            await asyncio.sleep(1)
+        await asyncio.sleep(2)
+        stop.set()
+        await task
+        return load
+
+    load = asyncio.run(trickle_through_scale_down())
+    status = isvc(cluster).get("status") or {}
+    assert replicas(cluster) == 1, (f"last decision: {status.get('autoscaling', {}).get('lastDecision')}; "
+                                    f"batch: {status.get('batch')}; operator log:\n{cluster.operator_log()}")
+    failed = [r.error for r in load.records if not r.ok]
+    assert failed == [], failed[:5]
+    assert len(load.records) >= 10
+
+
+# 5 ---------------------------------------------------------------------------------------------------------------
+def test_delete_inferenceservice_stops_its_processes(cluster: Cluster):
+    pods = cluster.items("pods", NS, f"{SELECTOR}={NAME}")
+    assert pods
+    ips = [p["status"]["podIP"] for p in pods]
+    if cluster.local:
+        assert cluster.engine_processes(ips), "expected running engine processes before the delete"
+    cluster.kubectl("delete", "inferenceservice", NAME, "-n", NS, "--wait=true", timeout=120)
+    wait_until(lambda: not cluster.items("pods", NS, f"{SELECTOR}={NAME}"), 90, "the pods to be gone")
+    wait_until(lambda: not cluster.items("deployments", NS, f"{SELECTOR}={NAME}"), 30, "the Deployment to be collected")
+    if cluster.local:
+        wait_until(lambda: not cluster.engine_processes(ips), 60, "the engine processes to exit")
