@@ -70,12 +70,17 @@ def _hf_greedy(model, prompt_ids: list[int], max_new_tokens: int) -> list[int]:
     from transformers import GenerationConfig
 
     config = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=None, pad_token_id=0)
-    with torch.no_grad():
-        out = model.generate(
-            torch.tensor([prompt_ids]),
-            attention_mask=torch.ones(1, len(prompt_ids), dtype=torch.long),
-            generation_config=config,
-        )
+    saved = model.generation_config.eos_token_id
+    model.generation_config.eos_token_id = None  # else generate() fills the None above back in from the model
+    try:
+        with torch.no_grad():
+            out = model.generate(
+                torch.tensor([prompt_ids]),
+                attention_mask=torch.ones(1, len(prompt_ids), dtype=torch.long),
+                generation_config=config,
+            )
+    finally:
+        model.generation_config.eos_token_id = saved
     ids = out[0, len(prompt_ids) :].tolist()
     assert len(ids) == max_new_tokens, "transformers stopped early"
     return ids

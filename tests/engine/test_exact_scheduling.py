@@ -97,3 +97,15 @@ def test_admission_cap_changed_mid_run(tiny_llama, references):
     assert engine.num_preemptions_total == 0
     for i, p in enumerate(prompts):
         assert results[f"r{i}"].token_ids == references(tiny_llama, p)
+
+
+def test_preemption_and_prefix_hits_together_in_a_tiny_pool(tiny, references):
+    # Waiting requests used to keep their matched prefix blocks and could starve a lone running one.
+    llm = LLM(tiny[0], kv_cache_tokens=96, max_model_len=96, block_size=8)
+    [shared] = random_prompts([40], seed=7)
+    prompts = [shared + tail for tail in random_prompts([5, 9, 13, 2, 17, 6, 8], seed=8)]
+    outs = llm.generate(prompts, GREEDY)
+    assert llm.engine.num_preemptions_total > 0 and llm.engine.prefix_cache_hits_total > 0
+    for prompt, out in zip(prompts, outs):
+        assert out.token_ids == references(tiny, prompt)
+    assert llm.engine.block_manager.usage == 0.0

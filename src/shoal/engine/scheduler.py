@@ -88,7 +88,10 @@ class Scheduler:
             n = min(seq.num_uncomputed_tokens, budget)
             need = bm.blocks_needed(seq.block_table, seq.num_computed_tokens + n)
             if not bm.can_allocate(need):
-                break  # keeps its prefix references; retried next step
+                # Only running requests hold blocks: a waiting one keeping its prefix could starve the pool.
+                bm.free_table(seq.block_table)
+                seq.num_computed_tokens = 0
+                break
             bm.allocate(seq.block_table, seq.num_computed_tokens + n)
             self.waiting.popleft()
             queried += len(tokens)  # counted once per admission, however many steps it waited
