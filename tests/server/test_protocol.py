@@ -29,6 +29,11 @@ def test_completion_all_fields():
         "best_of": 1, "suffix": None, "top_k": 4, "ignore_eos": True, "stop_token_ids": [2],
     }, M, vocab_size=10)
     assert req.prompts == [[1, 2], [3]] and req.num_choices == 4 and req.include_usage and req.echo
+    assert not req.continuous_usage
+    guidellm_style = parse_completion({"model": M, "prompt": "x", "max_tokens": 4, "max_completion_tokens": 4,
+                                       "stop": None, "ignore_eos": True, "stream": True,
+                                       "stream_options": {"include_usage": True, "continuous_usage_stats": True}}, M)
+    assert guidellm_style.continuous_usage and guidellm_style.max_tokens == 4
     assert req.sampling["stop"] == ["x"] and req.sampling["top_k"] == 4 and req.sampling["seed"] == 7
 
 

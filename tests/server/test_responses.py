@@ -17,6 +17,9 @@ def test_completion_delta_is_plain_json():
         "id": "cmpl-1", "object": "text_completion", "created": 123, "model": 'm"odel',
         "choices": [{"index": 2, "text": text, "logprobs": None, "finish_reason": None}],
     }
+    with_usage = data(enc.delta(0, "hi", (3, 2)))
+    assert with_usage["choices"][0]["text"] == "hi"
+    assert with_usage["usage"] == {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
     assert data(enc.finish(0, "length"))["choices"] == [
         {"index": 0, "text": "", "logprobs": None, "finish_reason": "length"}]
 

@@ -77,8 +77,8 @@ class Generation:
                 choices.append(Choice(index, f"{response_id}-{index}", ids, params, echo_text=echo))
         return Prepared(response_id, choices, prompt_tokens)
 
-    async def run_choice(self, choice: Choice, arrival: float, emit_text: Callable[[str], Awaitable[None]] | None):
-        """Drive one engine request to its end; `emit_text` gets each text delta (streaming) or is None."""
+    async def run_choice(self, choice: Choice, arrival: float, emit: Callable[[object], Awaitable[None]] | None):
+        """Drive one engine request to its end; `emit` gets each output with new text (streaming) or is None."""
         reason, first, last, out = "abort", None, None, None
         self.active.add(choice.request_id)
         try:
@@ -91,8 +91,8 @@ class Generation:
                     elif out.new_token_ids:
                         self.metrics.inter_token_latency.observe(now - last)
                     last = now
-                    if emit_text is not None and out.new_text:
-                        await emit_text(out.new_text)
+                    if emit is not None and out.new_text:
+                        await emit(out)
                     if out.finished:
                         reason = out.finish_reason or "stop"
                         break
@@ -129,10 +129,13 @@ class Generation:
             if choice.echo_text:
                 await out(encoder.delta(index, choice.echo_text))
 
-            async def emit_text(text: str) -> None:
-                await out(encoder.delta(index, text))
+            prompt_len = len(choice.prompt_ids)
 
-            await self.run_choice(choice, arrival, emit_text)
+            async def emit(output) -> None:
+                await out(encoder.delta(index, output.new_text, (prompt_len, len(output.token_ids))
+                                        if req.continuous_usage else None))
+
+            await self.run_choice(choice, arrival, emit)
             await out(encoder.finish(index, choice.finish_reason))
 
         await all_or_none([one(choice) for choice in prepared.choices])

@@ -40,6 +40,7 @@ class GenerationRequest:
     n: int
     stream: bool
     include_usage: bool
+    continuous_usage: bool
     echo: bool
 
     @property
@@ -120,14 +121,16 @@ def _object(body: object) -> dict:
 
 def _common(body: dict, max_tokens: int | None) -> dict:
     stream = f.boolean(body, "stream", False)
-    include_usage = False
+    include_usage = continuous_usage = False
     options = body.get("stream_options")
     if options is not None:
         if not stream:
             raise bad_request("`stream_options` is only allowed when `stream` is true.", "stream_options")
-        if not isinstance(options, dict) or set(options) - {"include_usage"}:
-            raise bad_request("`stream_options` takes only {\"include_usage\": bool}.", "stream_options")
+        if not isinstance(options, dict) or set(options) - {"include_usage", "continuous_usage_stats"}:
+            raise bad_request("`stream_options` takes only `include_usage` and `continuous_usage_stats` (bools).",
+                              "stream_options")
         include_usage = f.boolean(options, "include_usage", False)
+        continuous_usage = f.boolean(options, "continuous_usage_stats", False)  # vLLM's: usage on every chunk
     f.only_default(body, "presence_penalty", (0, 0.0), "no penalties")
     f.only_default(body, "frequency_penalty", (0, 0.0), "no penalties")
     f.only_default(body, "logit_bias", ({},), "no logit bias")
@@ -148,6 +151,7 @@ def _common(body: dict, max_tokens: int | None) -> dict:
         "n": f.integer(body, "n", 1, lo=1, hi=MAX_N),
         "stream": stream,
         "include_usage": include_usage,
+        "continuous_usage": continuous_usage,
     }
 
 

@@ -32,12 +32,15 @@ class ChunkEncoder:
             + str(created) + ',"model":' + json.dumps(model) + ',"choices":'
         ).encode()
         self._text_key = b'"text":' if kind == "completion" else b'"delta":{"content":'
-        self._text_tail = b',"logprobs":null,"finish_reason":null}]}\n\n' if kind == "completion" else (
-            b'},"logprobs":null,"finish_reason":null}]}\n\n')
+        self._text_tail = b',"logprobs":null,"finish_reason":null}]' if kind == "completion" else (
+            b'},"logprobs":null,"finish_reason":null}]')
 
-    def delta(self, index: int, text: str) -> bytes:
+    def delta(self, index: int, text: str, usage_so_far: tuple[int, int] | None = None) -> bytes:
+        """A text delta; with `usage_so_far` = (prompt, completion tokens) it also carries running usage
+        (vLLM's `stream_options.continuous_usage_stats`)."""
+        end = b"}\n\n" if usage_so_far is None else b',"usage":' + _compact(usage(*usage_so_far)) + b"}\n\n"
         return b"".join((self._head, b'[{"index":', str(index).encode(), b",", self._text_key,
-                         json.dumps(text).encode(), self._text_tail))
+                         json.dumps(text).encode(), self._text_tail, end))
 
     def role(self, index: int) -> bytes:
         """Chat streams open each choice with the assistant role and empty content, as OpenAI does."""
