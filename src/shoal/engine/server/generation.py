@@ -79,7 +79,7 @@ class Generation:
 
     async def run_choice(self, choice: Choice, arrival: float, emit: Callable[[object], Awaitable[None]] | None):
         """Drive one engine request to its end; `emit` gets each output with new text (streaming) or is None."""
-        reason, first, last, out = "abort", None, None, None
+        reason, first, last, out, refused = "abort", None, None, None, False
         self.active.add(choice.request_id)
         try:
             outputs = self.engine.generate(choice.request_id, choice.prompt_ids, choice.params)
@@ -96,17 +96,21 @@ class Generation:
                     if out.finished:
                         reason = out.finish_reason or "stop"
                         break
+        except ValueError:
+            refused = out is None  # the engine turned the request down: nothing was served
+            raise
         finally:
             self.active.discard(choice.request_id)
             if out is not None:
                 choice.text, choice.num_tokens = out.text, len(out.token_ids)
             choice.finish_reason = reason
-            self.metrics.observe_request(
-                reason,
-                ttft_s=None if first is None else first - arrival,
-                e2e_s=time.monotonic() - arrival,
-                queue_s=_queue_time(out),
-            )
+            if not refused:
+                self.metrics.observe_request(
+                    reason,
+                    ttft_s=None if first is None else first - arrival,
+                    e2e_s=time.monotonic() - arrival,
+                    queue_s=_queue_time(out),
+                )
 
     async def collect(self, prepared: Prepared, arrival: float) -> None:
         await all_or_none([self.run_choice(choice, arrival, None) for choice in prepared.choices])
