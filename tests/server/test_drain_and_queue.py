@@ -17,9 +17,9 @@ MODEL = TINY
 
 @pytest.fixture(scope="module")
 def small_server(tiny_model_dir):
-    # the engine in a child process here; the shared server runs it in-process (AsyncLLM)
+    # the engine in a child process and 4 tokens a chunk here; the shared server runs in-process, a token a chunk
     proc = start_server(tiny_model_dir, "--served-model-name", TINY, "--max-num-seqs", "2", "--max-waiting", "2",
-                        "--drain-timeout", "60", "--engine-process", "true")
+                        "--drain-timeout", "60", "--engine-process", "true", "--stream-interval", "4")
     yield proc
     proc.kill()
 
@@ -85,5 +85,6 @@ async def test_sigterm_drains_in_flight_refuses_new_and_exits_0(small_server):
         results = await asyncio.gather(*tasks)
     for chunks, finish, usage in results:
         assert finish == "length" and usage["completion_tokens"] == 60
+        assert 1 <= chunks <= 60 // 4  # --stream-interval 4: four tokens gathered per chunk
     assert small_server.wait(60) == 0
     assert crash_lines(small_server.log()) == []

@@ -42,6 +42,7 @@ FLAGS: tuple[tuple[str, object, object, str], ...] = (
     ("--max-waiting", int, 1024, "most requests waiting for a running slot; beyond it 429 with Retry-After"),
     ("--health-stall-seconds", float, 60.0, "/health fails when the busy engine made no step this long"),
     ("--load-format", str, "safetensors", "safetensors, or dummy: random weights of config.json's shapes (benchmarks)"),
+    ("--stream-interval", int, 1, "tokens gathered per streamed chunk; >1 trades ITL granularity for fewer writes"),
     ("--engine-process", parse_bool, False,
      "run the engine's step loop in a child process so HTTP streaming and stepping share no GIL (true/false)"),
     ("--log-level", str, "info", "debug, info, warning, error"),
@@ -80,7 +81,7 @@ def settings_from_args(args: argparse.Namespace):
         admin_token_file=args.admin_token_file, runtime_config_dir=args.runtime_config_dir,
         drain_timeout=args.drain_timeout, max_waiting=args.max_waiting,
         health_stall_seconds=args.health_stall_seconds, load_format=args.load_format,
-        engine_process=args.engine_process,
+        engine_process=args.engine_process, stream_interval=args.stream_interval,
     )
 
 

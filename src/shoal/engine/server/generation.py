@@ -39,13 +39,15 @@ class Prepared:
 
 
 class Generation:
-    def __init__(self, engine, sampling_params_cls, metrics: EngineMetrics, model_name: str, max_model_len: int):
+    def __init__(self, engine, sampling_params_cls, metrics: EngineMetrics, model_name: str, max_model_len: int,
+                 stream_interval: int = 1):
         self.engine = engine
         self.tokenizer = engine.tokenizer
         self.sampling_params_cls = sampling_params_cls
         self.metrics = metrics
         self.model_name = model_name
         self.max_model_len = max_model_len
+        self.stream_interval = stream_interval  # tokens gathered per SSE chunk: each chunk costs a socket write
         self.active: set[str] = set()  # engine request ids in flight, for aborting at the drain timeout
 
     def prepare(self, req: GenerationRequest) -> Prepared:
@@ -77,9 +79,11 @@ class Generation:
                 choices.append(Choice(index, f"{response_id}-{index}", ids, params, echo_text=echo))
         return Prepared(response_id, choices, prompt_tokens)
 
-    async def run_choice(self, choice: Choice, arrival: float, emit: Callable[[object], Awaitable[None]] | None):
-        """Drive one engine request to its end; `emit` gets each output with new text (streaming) or is None."""
+    async def run_choice(self, choice: Choice, arrival: float, emit: Callable[[str, int], Awaitable[None]] | None):
+        """Drive one engine request to its end. Streaming: `emit(text, completion_tokens)` gets the new text once
+        `stream_interval` tokens have gathered (and at the end); else `emit` is None."""
         reason, first, last, out, refused = "abort", None, None, None, False
+        pending_text, pending_tokens = "", 0
         self.active.add(choice.request_id)
         try:
             outputs = self.engine.generate(choice.request_id, choice.prompt_ids, choice.params)
@@ -91,8 +95,12 @@ class Generation:
                     elif out.new_token_ids:
                         self.metrics.inter_token_latency.observe(now - last)
                     last = now
-                    if emit is not None and out.new_text:
-                        await emit(out)
+                    if emit is not None:
+                        pending_text += out.new_text
+                        pending_tokens += len(out.new_token_ids)
+                        if pending_text and (pending_tokens >= self.stream_interval or out.finished):
+                            await emit(pending_text, len(out.token_ids))
+                            pending_text, pending_tokens = "", 0
                     if out.finished:
                         reason = out.finish_reason or "stop"
                         break
@@ -135,9 +143,8 @@ class Generation:
 
             prompt_len = len(choice.prompt_ids)
 
-            async def emit(output) -> None:
-                await out(encoder.delta(index, output.new_text, (prompt_len, len(output.token_ids))
-                                        if req.continuous_usage else None))
+            async def emit(text: str, completion_tokens: int) -> None:
+                await out(encoder.delta(index, text, (prompt_len, completion_tokens) if req.continuous_usage else None))
 
             await self.run_choice(choice, arrival, emit)
             await out(encoder.finish(index, choice.finish_reason))

@@ -75,7 +75,8 @@ async def _serve(settings: ServeSettings) -> int:
     metrics = EngineMetrics(settings.model_name)
     engine.add_step_listener(lambda s: metrics.observe_step(s.num_prompt_tokens, s.num_generation_tokens))
     lifecycle = Lifecycle()
-    generation = Generation(engine, SamplingParams, metrics, settings.model_name, _max_model_len(engine, settings))
+    generation = Generation(engine, SamplingParams, metrics, settings.model_name, _max_model_len(engine, settings),
+                            settings.stream_interval)
     state = ServerState(settings, engine, metrics, lifecycle, Admission(settings.max_waiting), generation,
                         started=int(time.time()))
     runner = web.AppRunner(build_app(state), handler_cancellation=True, access_log=None)

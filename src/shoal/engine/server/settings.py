@@ -26,6 +26,7 @@ class ServeSettings:
     max_waiting: int = 1024
     health_stall_seconds: float = 60.0
     load_format: str = "safetensors"  # "dummy": random weights of config.json's shapes (benchmarks)
+    stream_interval: int = 1  # tokens gathered before a chunk is sent (the last may hold fewer): fewer writes
     engine_process: bool = False  # step loop in a child process: the HTTP loop and the engine share no GIL
 
     def __post_init__(self) -> None:
@@ -42,6 +43,8 @@ class ServeSettings:
             raise ValueError(f"drain_timeout must be >= 0 seconds, got {self.drain_timeout}")
         if self.max_waiting < 0:
             raise ValueError(f"max_waiting must be >= 0 (0 refuses any queueing), got {self.max_waiting}")
+        if self.stream_interval < 1:
+            raise ValueError(f"stream_interval must be >= 1 token, got {self.stream_interval}")
         if self.health_stall_seconds <= 0:
             raise ValueError(f"health_stall_seconds must be > 0, got {self.health_stall_seconds}")
         if self.load_format not in ("safetensors", "dummy"):
