@@ -1,4 +1,4 @@
-"""A small server of its own (engine in a child process): the bounded waiting queue answers 429 with Retry-After; SIGTERM
+"""A small server of its own, in each engine layout: the bounded waiting queue answers 429 with Retry-After; SIGTERM
 drains and exits 0."""
 
 from __future__ import annotations
@@ -15,11 +15,16 @@ from serverkit import TINY, crash_lines, scrape, start_server, wait_for
 MODEL = TINY
 
 
-@pytest.fixture(scope="module")
-def small_server(tiny_model_dir):
-    # the engine in a child process and 4 tokens a chunk here; the shared server runs in-process, a token a chunk
+# both engine layouts; the child-process one also streams 4 tokens a chunk
+LAYOUTS = {"in-process": ("--engine-process", "false"),
+           "child-process": ("--engine-process", "true", "--stream-interval", "4")}
+
+
+@pytest.fixture(scope="module", params=list(LAYOUTS))
+def small_server(request, tiny_model_dir):
     proc = start_server(tiny_model_dir, "--served-model-name", TINY, "--max-num-seqs", "2", "--max-waiting", "2",
-                        "--drain-timeout", "60", "--engine-process", "true", "--stream-interval", "4")
+                        "--drain-timeout", "60", *LAYOUTS[request.param])
+    proc.tokens_per_chunk = 4 if request.param == "child-process" else 1
     yield proc
     proc.kill()
 
@@ -85,6 +90,6 @@ async def test_sigterm_drains_in_flight_refuses_new_and_exits_0(small_server):
         results = await asyncio.gather(*tasks)
     for chunks, finish, usage in results:
         assert finish == "length" and usage["completion_tokens"] == 60
-        assert 1 <= chunks <= 60 // 4  # --stream-interval 4: four tokens gathered per chunk
+        assert 1 <= chunks <= 60 // small_server.tokens_per_chunk
     assert small_server.wait(60) == 0
     assert crash_lines(small_server.log()) == []
