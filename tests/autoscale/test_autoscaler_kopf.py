@@ -145,6 +145,8 @@ def test_breach_scales_up_and_tunes_every_ready_pod(fleet):
     events = api.get("/api/v1/namespaces/default/events")["items"]
     reasons = {e["reason"] for e in events if e["involvedObject"]["name"] == "chat"}
     assert {"Scaled", "Tuned"} <= reasons
+    # the timer put no finalizer on it: the operator only ever writes status (RBAC), and deletion never waits on it
+    assert not isvc["metadata"].get("finalizers")
 
 
 def test_no_metrics_holds_the_replica_count(fleet):
@@ -160,6 +162,9 @@ def test_no_metrics_holds_the_replica_count(fleet):
     time.sleep(3)  # several control periods with no data
     assert api.get(f"{DEPLOY}/blind")["spec"]["replicas"] == 3
     assert "no data" in api.get(f"{ISVC}/blind")["status"]["autoscaling"]["lastDecision"]["reason"]
+    status, _ = api.call("DELETE", f"{ISVC}/blind")
+    assert status == 200
+    wait_for(lambda: api.get(f"{ISVC}/blind") is None, timeout=10, what="deletion (no finalizer holds it)")
 
 
 def test_restarted_operator_resumes_from_status(fleet):

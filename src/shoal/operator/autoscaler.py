@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import datetime
 import logging
 import os
@@ -65,6 +66,18 @@ async def autoscaler_tick(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         return
     last_runs[key] = now
     await control_once(memo.client, _prometheus(memo), _engines(memo), dict(body), now)
+
+
+def _without_finalizer(handler_id: str) -> None:
+    """kopf gives every timer a finalizer on its objects. The operator may not patch InferenceServices (RBAC grants
+    only their status, so GitOps sees no drift) and a finalizer would also make them undeletable without it; a
+    timer needs none, since kopf stops it when the object is gone. kopf has no flag for this: swap the handler."""
+    spawning = kopf.get_default_registry()._spawning
+    spawning._handlers = [dataclasses.replace(h, requires_finalizer=False) if h.id == handler_id else h
+                          for h in spawning._handlers]
+
+
+_without_finalizer("autoscaler")
 
 
 @kopf.on.cleanup()
