@@ -80,6 +80,14 @@ def test_missing_data_holds_and_says_so():
         assert not b.changed and "no data" in b.reason
 
 
+def test_fresh_planner_on_an_idle_fleet_holds_then_learns_from_load():
+    idle = MetricsSnapshot(15, None, None, 0.0, 0.0, 0.0, 0.0, ready_replicas=2, current_replicas=2)
+    d = plan_replicas(idle, ReplicaState(), SPEC)
+    assert d.replicas == 2 and d.state.capacity_rps is None and "no load yet" in d.reason
+    d = plan_replicas(snap(t=30, rate=10, ttft=0.2, ready=2), d.state, SPEC)
+    assert d.state.capacity_rps is not None and d.replicas <= 3  # learned from 5 req/s per replica, not from zero
+
+
 def test_prometheus_down_is_not_idle():
     down = MetricsSnapshot(15, None, None, None, None, None, None, ready_replicas=6, current_replicas=6)
     assert plan_replicas(down, learned(), SPEC).replicas == 6

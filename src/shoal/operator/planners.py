@@ -4,11 +4,12 @@ Both functions take (metrics snapshot, state, spec) and return a decision carryi
 human-readable reason. No I/O, no clock: the operator's timer, the fleet simulator and the tests call the same
 code. docs/autoscaling.md explains the choices; in short:
 
-- Replicas: a per-replica capacity model learned online (requests/s one replica serves inside the SLO), moved by
-  AIMD on latency headroom: cut fast when p95 latency nears the SLO, grow slowly only when replicas already run
-  close to it with room to spare. Load is forecast over the pod start time from the arrival-rate trend plus the
-  queue, so scale-up starts before the SLO breaks; starting pods count as capacity; scale-down takes the highest
-  recommendation of the stabilization window (as the HPA does), so a noisy flat load cannot make it oscillate.
+- Replicas: a per-replica capacity (requests/s one replica serves inside the SLO) learned online from latency
+  headroom, with a dead band: cut at once on a breach, lowered when p95 nears the SLO, raised part of the way toward
+  what the headroom suggests only when there is plenty of it and replicas are loaded. Load is forecast over the pod
+  start time from the arrival-rate trend plus the queue, so scale-up starts before the SLO breaks; starting pods
+  count as capacity; scale-down goes only as far as the highest forecast of the stabilization window needs (the
+  HPA's idea, applied to the load), so a noisy flat load cannot make it oscillate.
 - Batch limits: a dead-band AIMD controller. ITL p95 near its SLO -> cut the token budget (long prefill chunks are
   what stretch a decode step), then the admission cap; TTFT near its SLO while ITL has room -> raise the budget;
   requests waiting with room on both -> raise the admission cap.
@@ -20,7 +21,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, replace
 
-# Thresholds on the latency ratio (p95 / SLO). Why these values: docs/autoscaling.md, section "Margins".
+# Thresholds on the latency ratio (p95 / SLO) and gains. Why: docs/autoscaling.md, "Replica planner", "Batch tuner".
 NEAR_SLO = 0.8  # the latency ratio (p95 / SLO) the capacity estimate aims to keep replicas under
 COMFORTABLE = 0.5  # the estimate rises only below this, falls only above NEAR_SLO: a dead band against noise
 HEADROOM_EXPONENT = 0.5  # latency is flat then steep in load: trust headroom only sublinearly
@@ -170,6 +171,10 @@ def plan_replicas(snap: MetricsSnapshot, state: ReplicaState, spec: PlannerSpec)
     ready = snap.ready_replicas
     rate = snap.arrival_rate
     per_replica = rate / ready
+    if state.capacity_rps is None and per_replica <= 0:  # an idle fleet says nothing about what a replica carries
+        held, limited = _clamp(current, spec)
+        return ReplicaDecision(held, f"hold at {held}: no load yet to learn a replica's capacity from",
+                               replace(state, last_rate=rate, last_time=snap.time), limited)
     ttft_ratio, itl_ratio = snap.latency_ratio(spec)
     ratio = max(ttft_ratio, itl_ratio)
     # while the tuner holds ITL inside the SLO, ITL says how the batch limits are set, not how loaded a replica
