@@ -199,6 +199,18 @@ def test_itl_near_slo_cuts_token_budget_then_admission_cap():
     assert d.changed and d.state.max_num_seqs < 256 and "admission cap" in d.reason
 
 
+def test_admission_cap_is_cut_only_near_the_slo():
+    floor = BatchState(256, SPEC.min_num_batched_tokens)
+    d = tune_batch_limits(snap(t=100, itl=0.03), floor, SPEC)  # 60% of SLO: nothing left that helps cheaply
+    assert not d.changed and d.reason.startswith("hold")
+
+
+def test_queue_at_the_cap_raises_it_even_while_ttft_suffers():
+    s = snap(t=100, ttft=0.9, itl=0.015, waiting=40, running=4 * 32, ready=4)
+    d = tune_batch_limits(s, BatchState(32, 512), SPEC)
+    assert d.changed and d.state.max_num_seqs == 40 and "raise admission cap" in d.reason
+
+
 def test_ttft_near_slo_with_itl_room_raises_token_budget():
     d = tune_batch_limits(snap(t=100, ttft=0.45, itl=0.01), BatchState(256, 1024), SPEC)
     assert d.changed and d.state.max_num_batched_tokens > 1024

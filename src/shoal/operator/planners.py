@@ -294,19 +294,19 @@ def tune_batch_limits(snap: MetricsSnapshot, state: BatchState, spec: PlannerSpe
     ttft, itl = snap.latency_ratio(spec)
     seqs, tokens = state.max_num_seqs, state.max_num_batched_tokens
     ready = max(snap.ready_replicas, 1)
-    if itl >= TUNE_ITL_HIGH:
-        if tokens > spec.min_num_batched_tokens:
-            tokens = max(spec.min_num_batched_tokens, _round_down(tokens * 0.75, 256))
-            why = f"ITL p95 at {itl:.0%} of SLO: cut token budget (shorter prefill chunks per step)"
-        else:
-            seqs = max(spec.min_num_seqs, int(seqs * 0.8))
-            why = f"ITL p95 at {itl:.0%} of SLO, token budget at its floor: cut admission cap"
+    if itl >= TUNE_ITL_HIGH and tokens > spec.min_num_batched_tokens:
+        tokens = max(spec.min_num_batched_tokens, _round_down(tokens * 0.75, 256))
+        why = f"ITL p95 at {itl:.0%} of SLO: cut token budget (shorter prefill chunks per step)"
+    elif itl >= NEAR_SLO:  # the cap is the last resort: it buys ITL with queueing
+        seqs = max(spec.min_num_seqs, int(seqs * 0.8))
+        why = f"ITL p95 at {itl:.0%} of SLO, token budget at its floor: cut admission cap"
+    elif snap.waiting >= ready and itl < TUNE_ITL_HIGH and snap.running >= 0.9 * seqs * ready:
+        # requests queue at the cap while ITL has room: that queueing is what TTFT pays for
+        seqs = min(spec.max_num_seqs_cap, int(math.ceil(seqs * 1.25)))
+        why = f"{snap.waiting:.0f} waiting at the admission cap with ITL at {itl:.0%} of SLO: raise admission cap"
     elif ttft >= TUNE_TTFT_HIGH and itl < TUNE_ITL_LOW:
         tokens = min(spec.max_num_batched_tokens_cap, _round_down(tokens * 1.25 + 255, 256))
         why = f"TTFT p95 at {ttft:.0%} of SLO with ITL at {itl:.0%}: raise token budget (prefill faster)"
-    elif snap.waiting >= ready and itl < COMFORTABLE and ttft < COMFORTABLE and snap.running >= 0.9 * seqs * ready:
-        seqs = min(spec.max_num_seqs_cap, int(math.ceil(seqs * 1.25)))
-        why = f"{snap.waiting:.0f} waiting at the admission cap with room on both SLOs: raise admission cap"
     else:
         return BatchDecision(state, f"hold: TTFT p95 at {ttft:.0%}, ITL p95 at {itl:.0%} of SLO")
     if (seqs, tokens) == (state.max_num_seqs, state.max_num_batched_tokens):
