@@ -18,7 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     demo.add_argument("--duration", type=float, default=180.0, help="seconds of replayed load (the trace's hour squeezed in)")
     demo.add_argument("--cooldown", type=float, default=120.0,
                       help="seconds of a light trickle after the trace, to watch the scale-down")
-    demo.add_argument("--cooldown-rate", type=float, default=0.1, help="requests/s of that trickle")
+    demo.add_argument("--cooldown-rate", type=float, default=1 / 15, help="requests/s of that trickle (one every 15 s)")
     demo.add_argument("--operator-period", type=float, default=5.0,
                       help="the operator's control-loop period in seconds (SHOAL_AUTOSCALER_PERIOD_SECONDS; its default is 15)")
     demo.add_argument("--rate", type=float, default=0.6, help="mean requests/s of the replay (the trace's shape is kept)")

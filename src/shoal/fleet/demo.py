@@ -146,8 +146,8 @@ async def run_demo(settings: DemoSettings) -> int:
     requests = trace_mod.compress(rows, settings.replay)
     trace_note = trace_mod.describe(rows, requests, settings.replay)
     requests = requests + cooldown_trickle(settings)
-    trace_note += (f"; then {settings.cooldown_s:.0f} s of a {settings.cooldown_rps:g} req/s trickle (short requests) "
-                   "so the operator keeps seeing latency while it scales down")
+    trace_note += (f"; then {settings.cooldown_s:.0f} s of a trickle, one short request every "
+                   f"{1 / settings.cooldown_rps:.0f} s, so the operator keeps seeing latency while it scales down")
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
