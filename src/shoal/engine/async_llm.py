@@ -22,34 +22,12 @@ log = logging.getLogger(__name__)
 
 
 class AsyncLLM:
-    def __init__(
-        self,
-        model_dir,
-        device: str = "cpu",
-        dtype: str = "float32",
-        max_num_seqs: int = 256,
-        max_num_batched_tokens: int = 8192,
-        kv_cache_tokens: int | None = None,
-        max_model_len: int | None = None,
-        block_size: int = 16,
-        enable_prefix_caching: bool = True,
-        **extra,
-    ) -> None:
-        self.config = EngineConfig(
-            model_dir=str(model_dir),
-            device=device,
-            dtype=dtype,
-            max_num_seqs=max_num_seqs,
-            max_num_batched_tokens=max_num_batched_tokens,
-            kv_cache_tokens=kv_cache_tokens,
-            max_model_len=max_model_len,
-            block_size=block_size,
-            enable_prefix_caching=enable_prefix_caching,
-            **extra,
-        )
+    def __init__(self, model_dir, **engine_args) -> None:
+        """`engine_args` are EngineConfig's fields, as for LLM."""
+        self.config = EngineConfig(model_dir=str(model_dir), **engine_args)
         self.model_dir = Path(model_dir)
         self.model_name = self.model_dir.name
-        self.capacity = RuntimeLimits(max_num_seqs, max_num_batched_tokens)
+        self.capacity = RuntimeLimits(self.config.max_num_seqs, self.config.max_num_batched_tokens)
         self._engine: LLMEngine | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None

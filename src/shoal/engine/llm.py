@@ -11,38 +11,11 @@ from shoal.engine.sampling_params import SamplingParams
 from shoal.engine.tokenizer import Tokenizer
 
 
-def build_engine_config(model_dir, **kwargs) -> EngineConfig:
-    return EngineConfig(model_dir=str(model_dir), **kwargs)
-
-
 class LLM:
-    def __init__(
-        self,
-        model_dir,
-        device: str = "cpu",
-        dtype: str = "float32",
-        max_num_seqs: int = 256,
-        max_num_batched_tokens: int = 8192,
-        kv_cache_tokens: int | None = None,
-        max_model_len: int | None = None,
-        block_size: int = 16,
-        enable_prefix_caching: bool = True,
-        **extra,
-    ) -> None:
-        self.engine = LLMEngine(
-            build_engine_config(
-                model_dir,
-                device=device,
-                dtype=dtype,
-                max_num_seqs=max_num_seqs,
-                max_num_batched_tokens=max_num_batched_tokens,
-                kv_cache_tokens=kv_cache_tokens,
-                max_model_len=max_model_len,
-                block_size=block_size,
-                enable_prefix_caching=enable_prefix_caching,
-                **extra,  # load_format="dummy", seed: for benchmarks with random weights
-            )
-        )
+    def __init__(self, model_dir, **engine_args) -> None:
+        """`engine_args` are EngineConfig's fields (device, dtype, max_num_seqs, max_num_batched_tokens,
+        kv_cache_tokens, max_model_len, block_size, enable_prefix_caching, load_format, seed), with its defaults."""
+        self.engine = LLMEngine(EngineConfig(model_dir=str(model_dir), **engine_args))
         self._ids = itertools.count()
 
     @property
