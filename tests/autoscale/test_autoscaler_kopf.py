@@ -16,7 +16,6 @@ from promserver import running_prometheus
 from standin import StandinEngine
 
 from shoal.fleet.apiserver.process import start_apiserver
-from shoal.operator.autoscaler import PERIOD_ENV
 
 REPO = Path(__file__).resolve().parents[2]
 CRD = REPO / "crds" / "inferenceservice.yaml"
@@ -87,8 +86,7 @@ def condition(isvc: dict, kind: str) -> dict | None:
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory):
-    previous = {k: os.environ.get(k) for k in ("KUBECONFIG", PERIOD_ENV)}
-    os.environ[PERIOD_ENV] = "1"
+    previous = {"KUBECONFIG": os.environ.get("KUBECONFIG")}
     engine = StandinEngine(token=None, ttft_s=2.0, itl_s=0.045)  # TTFT and ITL both over their SLOs' margins
     workdir = tmp_path_factory.mktemp("autoscaler")
     targets = [(f"127.0.0.1:{engine.port}", {"namespace": NS, "service": "chat", "pod": "chat-0"})]
@@ -100,7 +98,7 @@ def fleet(tmp_path_factory):
 
         config = OperatorConfig(engine_image="registry.example/shoal-engine:test", all_namespaces=True,
                                 liveness_port=None, metrics_port=None, standalone=True, resync_seconds=1.0,
-                                prometheus_url=prom_url)
+                                prometheus_url=prom_url, control_period_s=1.0)  # the timer ticks every second
         operator = OperatorThread(config).start()
         try:
             yield Api(api_process.url), engine, config, operator

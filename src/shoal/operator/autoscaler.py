@@ -6,8 +6,9 @@ state rides along so a restarted operator resumes), then the Deployment's replic
 ready pod (PATCH /admin/runtime-config with the service's admin token) and in the `<name>-runtime` ConfigMap so
 new pods start tuned, and an Event for every scale or tune.
 
-The timer ticks every second and acts once per period (SHOAL_AUTOSCALER_PERIOD_SECONDS, default 15), so the
-period can change without re-registering handlers.
+The timer ticks once per control period (OperatorConfig.control_period_s: `shoal operator --control-period`, whose
+default is SHOAL_AUTOSCALER_PERIOD_SECONDS, else 15 s). run_operator registers it into each run's own registry, so
+the operator does no per-second work per service.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import base64
 import dataclasses
 import datetime
 import logging
-import os
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -34,50 +34,37 @@ from shoal.operator.prometheus import PrometheusClient, ServiceMetrics
 from shoal.operator.status import merge_conditions
 
 POD = kube.Kind("v1", "pods", "Pod")
-PERIOD_ENV = "SHOAL_AUTOSCALER_PERIOD_SECONDS"
-DEFAULT_PERIOD_S = 15.0
+TIMER_ID = "autoscaler"
 log = logging.getLogger("shoal.autoscaler")
-
-
-def period_seconds() -> float:
-    raw = os.environ.get(PERIOD_ENV, "")
-    try:
-        value = float(raw) if raw else DEFAULT_PERIOD_S
-    except ValueError:
-        raise kopf.PermanentError(f"{PERIOD_ENV}={raw!r} is not a number of seconds") from None
-    return max(value, 1.0)
 
 
 def rfc3339(epoch: float) -> str:
     return datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-@kopf.timer(labels.GROUP, labels.VERSION, labels.PLURAL, interval=1.0, id="autoscaler")
 async def autoscaler_tick(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     spec = body.get("spec") or {}
     if not (spec.get("autoscaling") or {}).get("enabled") and not (spec.get("batchTuning") or {}).get("enabled"):
         return
     if memo.get("client") is None:  # the operator's startup has not run yet
         return
-    last_runs = memo.setdefault("autoscaler_last_run", {})
-    key = (body["metadata"]["namespace"], body["metadata"]["name"])
-    now = time.time()
-    if now - last_runs.get(key, 0.0) < period_seconds():
-        return
-    last_runs[key] = now
-    await control_once(memo.client, _prometheus(memo), _engines(memo), dict(body), now)
+    await control_once(memo.client, _prometheus(memo), _engines(memo), dict(body), time.time())
 
 
-def _without_finalizer(handler_id: str) -> None:
+def register_timer(registry: kopf.OperatorRegistry, period_s: float) -> None:
+    """The timer, every `period_s` from the start of one tick to the next (sharp), into `registry`."""
+    kopf.timer(labels.GROUP, labels.VERSION, labels.PLURAL, interval=period_s, sharp=True, id=TIMER_ID,
+               registry=registry)(autoscaler_tick)
+    _without_finalizer(registry, TIMER_ID)
+
+
+def _without_finalizer(registry: kopf.OperatorRegistry, handler_id: str) -> None:
     """kopf gives every timer a finalizer on its objects. The operator may not patch InferenceServices (RBAC grants
     only their status, so GitOps sees no drift) and a finalizer would also make them undeletable without it; a
     timer needs none, since kopf stops it when the object is gone. kopf has no flag for this: swap the handler."""
-    spawning = kopf.get_default_registry()._spawning
+    spawning = registry._spawning
     spawning._handlers = [dataclasses.replace(h, requires_finalizer=False) if h.id == handler_id else h
                           for h in spawning._handlers]
-
-
-_without_finalizer("autoscaler")
 
 
 @kopf.on.cleanup()

@@ -27,8 +27,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--standalone", action="store_true", help="no peering: for a single operator replica")
     parser.add_argument("--workers", type=int, default=1,
                         help="concurrent reconciles (raise it when API round trips are slow, e.g. a remote cluster)")
+    parser.add_argument("--control-period", type=float, default=None, metavar="SECONDS",
+                        help="seconds between the autoscaler's decisions for each InferenceService "
+                             "(default: $SHOAL_AUTOSCALER_PERIOD_SECONDS, else 15)")
     parser.add_argument("--verbose", "-v", action="store_true")
     parser.set_defaults(func=run)
+
+
+def control_period(flag: float | None) -> float:
+    """The flag, else the environment (the local fleet and e2e set it for their operator processes), else 15 s."""
+    from shoal.operator.config import DEFAULT_PERIOD_S, PERIOD_ENV
+
+    if flag is not None:
+        return flag
+    raw = os.environ.get(PERIOD_ENV, "")
+    try:
+        return float(raw) if raw else DEFAULT_PERIOD_S
+    except ValueError:
+        raise ValueError(f"{PERIOD_ENV}={raw!r} is not a number of seconds: fix it or pass --control-period") from None
 
 
 def config_from_args(args: argparse.Namespace):
@@ -46,6 +62,7 @@ def config_from_args(args: argparse.Namespace):
         peering_priority=args.priority,
         standalone=args.standalone,
         workers=args.workers,
+        control_period_s=control_period(args.control_period),
     )
 
 

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 DEFAULT_ENGINE_IMAGE = "ghcr.io/shoal-dev/shoal-engine:0.1.0"
+PERIOD_ENV = "SHOAL_AUTOSCALER_PERIOD_SECONDS"  # the default of `shoal operator --control-period`
+DEFAULT_PERIOD_S = 15.0
 
 
 @dataclass(frozen=True)
@@ -22,6 +24,7 @@ class OperatorConfig:
     workers: int = 1  # concurrent reconciles (different services; one service never runs twice at once)
     resync_seconds: float = 300.0
     engine_uid: int = 1000
+    control_period_s: float = DEFAULT_PERIOD_S  # the autoscaler's kopf timer interval per InferenceService
     extra_labels: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -35,6 +38,9 @@ class OperatorConfig:
             raise ValueError(f"workers must be >= 1, got {self.workers}")
         if self.resync_seconds <= 0:
             raise ValueError(f"resync_seconds must be > 0, got {self.resync_seconds}")
+        if not self.control_period_s >= 1.0:  # also rejects NaN
+            raise ValueError(f"control_period_s must be >= 1 second, got {self.control_period_s}: "
+                             f"pass --control-period (or set {PERIOD_ENV})")
 
 
 @dataclass(frozen=True)

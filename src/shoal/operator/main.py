@@ -1,6 +1,7 @@
 """Running the operator: kopf embedded, with its liveness endpoint, peering, and our metrics endpoint.
 
-Importing this module registers every kopf handler (ours, and the autoscaler's timer below).
+Importing this module registers our kopf handlers in kopf's default registry; each run copies them into a fresh
+registry and adds the autoscaler's timer at the run's control period.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 import kopf
 
 from shoal.operator import handlers  # noqa: F401  (registers the handlers)
-from shoal.operator import autoscaler  # noqa: F401  (registers the autoscaler timer)
+from shoal.operator import autoscaler  # also registers its cleanup handler
 from shoal.operator.config import OperatorConfig
 from shoal.operator.kopf_settings import operator_settings
 from shoal.operator.metrics import OperatorMetrics
@@ -23,6 +24,18 @@ def start_metrics_server(metrics: OperatorMetrics, port: int) -> None:
     from prometheus_client import start_http_server
 
     start_http_server(port, registry=metrics.registry)
+
+
+def operator_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
+    """The module-level handlers plus the autoscaler's timer at this run's period. A fresh registry per run, so
+    operators started in one process (tests, OperatorThread, side by side for peering) never stack timers."""
+    registry = kopf.OperatorRegistry()
+    default = kopf.get_default_registry()
+    for part in ("_activities", "_indexing", "_watching", "_spawning", "_changing", "_webhooks"):
+        for handler in getattr(default, part).get_all_handlers():
+            getattr(registry, part).append(handler)
+    autoscaler.register_timer(registry, config.control_period_s)
+    return registry
 
 
 async def run_operator(config: OperatorConfig, *, stop_flag: Any = None, ready_flag: Any = None,
@@ -36,6 +49,7 @@ async def run_operator(config: OperatorConfig, *, stop_flag: Any = None, ready_f
     liveness = f"http://0.0.0.0:{config.liveness_port}/healthz" if config.liveness_port is not None else None
     settings = operator_settings(config)
     await kopf.operator(
+        registry=operator_registry(config),
         settings=settings,
         clusterwide=config.all_namespaces,
         namespaces=list(config.namespaces),
