@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"shoal {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    unavailable = []
     for name in SUBCOMMAND_MODULES:
         try:
             module = importlib.import_module(name)
@@ -39,9 +40,12 @@ def build_parser() -> argparse.ArgumentParser:
             # That subsystem is not part of this build, or needs a package this install lacks (the slim images
             # in docker/ carry only their own command's dependencies).
             if exc.name is not None and (name.startswith(exc.name) or not exc.name.startswith("shoal")):
+                unavailable.append(f"{name} (needs {exc.name})")
                 continue
             raise
         module.register(subparsers)
+    if unavailable:
+        parser.epilog = "Left out of this install: " + ", ".join(unavailable) + "."
     return parser
 
 
