@@ -33,6 +33,33 @@ def test_slo_breach_scales_up_at_once():
     assert d.state.capacity_rps < 12.0  # the breach taught it that a replica carries less
 
 
+def test_stale_breach_after_a_burst_does_not_collapse_capacity():
+    # a burst on 4 replicas, then a trickle while the 1-minute windows still hold the burst's latencies (breach)
+    state, replicas = learned(12.0, rate=40), 4
+    d = plan_replicas(snap(t=0, rate=40, ttft=0.3, ready=4), state, SPEC)
+    state, replicas = d.state, d.replicas
+    history = []
+    for i in range(1, 41):
+        stale = i <= 4  # one minute of 15 s periods
+        d = plan_replicas(snap(t=15 * i, rate=0.3, ttft=0.9 if stale else 0.1, itl=0.06 if stale else 0.01,
+                               waiting=0, running=1, ready=replicas), state, SPEC)
+        state, replicas = d.state, d.replicas
+        history.append(replicas)
+    assert max(history) <= 4, history  # no scale-up on a stale breach
+    assert state.capacity_rps == 12.0  # nothing learned at light load
+    assert replicas == SPEC.min_replicas, history  # back to min once the stabilization window has passed
+    assert history.index(SPEC.min_replicas) * 15 + 15 >= SPEC.scale_down_stabilization_s
+
+
+def test_single_slow_window_at_near_zero_load_does_not_scale_up():
+    d = plan_replicas(snap(t=15, rate=0.07, ttft=0.3, itl=0.07, waiting=0, running=1, ready=1), learned(12.0), SPEC)
+    assert d.replicas == 1 and d.state.capacity_rps == 12.0, d.reason
+    assert "light load" in d.reason
+    # the same breach with requests waiting is load: it is learned from and adds a replica
+    d = plan_replicas(snap(t=15, rate=0.07, ttft=0.9, itl=0.07, waiting=3, running=1, ready=1), learned(12.0), SPEC)
+    assert d.replicas >= 2 and d.state.capacity_rps < 12.0, d.reason
+
+
 def test_queue_growth_scales_up_before_latency_breaks():
     d = plan_replicas(snap(t=15, waiting=300, ttft=0.3), learned(12.0), SPEC)
     assert d.replicas > 4 and "waiting 300" in d.reason

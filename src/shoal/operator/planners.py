@@ -5,9 +5,9 @@ human-readable reason. No I/O, no clock: the operator's timer, the fleet simulat
 code. docs/autoscaling.md explains the choices; in short:
 
 - Replicas: a per-replica capacity (requests/s one replica serves inside the SLO) learned online from latency
-  headroom, with a dead band: cut at once on a breach, lowered when p95 nears the SLO, raised part of the way toward
-  what the headroom suggests only when there is plenty of it and replicas are loaded. Load is forecast over the pod
-  start time from the arrival-rate trend plus the queue, so scale-up starts before the SLO breaks; starting pods
+  headroom while replicas are loaded, with a dead band: cut at once on a breach, lowered when p95 nears the SLO,
+  raised part of the way toward what the headroom suggests only when there is plenty of it. Load is forecast over the
+  pod start time from the arrival-rate trend plus the queue, so scale-up starts before the SLO breaks; starting pods
   count as capacity; scale-down goes only as far as the highest forecast of the stabilization window needs (the
   HPA's idea, applied to the load), so a noisy flat load cannot make it oscillate.
 - Batch limits: a dead-band AIMD controller. ITL p95 near its SLO -> cut the token budget (long prefill chunks are
@@ -189,8 +189,13 @@ def plan_replicas(snap: MetricsSnapshot, state: ReplicaState, spec: PlannerSpec)
     # what the latency headroom says one replica could carry: sublinear in the headroom, bounded per step
     headroom_gain = min(max((NEAR_SLO / max(load_ratio, 1e-9)) ** HEADROOM_EXPONENT, MIN_GAIN), MAX_GAIN)
     suggested = per_replica * headroom_gain
+    # latency says what a replica carries only while replicas are loaded: at light load a breach is a stale 1-minute
+    # window holding a burst that has ended, or noise, and cutting to a fraction of a trickle collapses the estimate
+    loaded = capacity is None or per_replica >= LOADED * capacity or snap.waiting >= ready
     if capacity is None:
         capacity, learned = max(suggested, 1e-3), "initial estimate"
+    elif not loaded and load_ratio >= NEAR_SLO:
+        learned = "capacity kept (light load: latency says nothing about capacity)"
     elif ratio >= 1.0:
         capacity, learned = min(capacity, per_replica * BREACH_CUT), "SLO breached: capacity cut"
     elif suggested < capacity and load_ratio >= NEAR_SLO:
@@ -205,7 +210,7 @@ def plan_replicas(snap: MetricsSnapshot, state: ReplicaState, spec: PlannerSpec)
     horizon = spec.pod_start_s  # a pod asked for now helps this much later
     forecast = rate + max(trend, 0.0) * horizon + snap.waiting / QUEUE_DRAIN_S
     wanted = math.ceil(forecast / (capacity * TARGET_UTILIZATION) - 1e-9)
-    if ratio >= 1.0 and current == ready:  # breach with nothing on the way: at least one more now
+    if ratio >= 1.0 and current == ready and loaded:  # loaded breach with nothing on the way: at least one more now
         wanted = max(wanted, current + 1)
     wanted_clamped, limited = _clamp(wanted, spec)
 
