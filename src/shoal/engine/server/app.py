@@ -57,11 +57,24 @@ async def _json(request: web.Request) -> object:
         return json.loads(await request.read())
     except (ValueError, UnicodeDecodeError) as exc:
         raise bad_request(f"The request body is not valid JSON: {exc}") from exc
+    except RecursionError as exc:  # the parser recurses per nesting level: "[[[[...", "{"a":{"a":..."
+        raise bad_request("The request body nests JSON arrays or objects too deeply; no field of this API nests "
+                          "more than a few levels.") from exc
+
+
+def prompt_char_limit(tokenizer, max_model_len: int) -> int | None:
+    """Characters beyond which a prompt cannot fit the context whatever it says: no token spells more characters
+    than the vocabulary's longest entry. Checked before tokenizing, so a multi-MB prompt costs no tokenizer time."""
+    get_vocab = getattr(getattr(tokenizer, "_tok", None), "get_vocab", None)
+    if get_vocab is None:
+        return None
+    return max_model_len * max(map(len, get_vocab()), default=1)
 
 
 def build_app(state: ServerState) -> web.Application:
     app = web.Application(middlewares=[openai_errors], client_max_size=16 * 1024 * 1024)
     app["state"] = state
+    app["prompt_char_limit"] = prompt_char_limit(state.engine.tokenizer, state.generation.max_model_len)
     app.router.add_post("/v1/completions", completions)
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_get("/v1/models", models)
@@ -87,7 +100,13 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
 async def _generate(request: web.Request, req: protocol.GenerationRequest) -> web.StreamResponse:
     state: ServerState = request.app["state"]
     arrival = time.monotonic()
-    prepared = state.generation.prepare(req)
+    protocol.check_prompt_chars(req, request.app["prompt_char_limit"], state.generation.max_model_len)
+    try:
+        prepared = state.generation.prepare(req)
+    except APIError as exc:
+        if req.kind == "chat" and exc.param == "prompt":  # a chat's prompt is its messages
+            exc.param = "messages"
+        raise
     state.lifecycle.admit()
     try:
         state.admission.admit(len(prepared.choices), state.engine.runtime_limits.max_num_seqs)

@@ -11,6 +11,10 @@ from typing import Any
 from shoal.engine.server.errors import bad_request, unprocessable
 
 _MISSING = object()
+# seeds reach torch.Generator.manual_seed, which takes a 64-bit integer
+SEED_MIN, SEED_MAX = -(2**63), 2**63 - 1
+# token ids checked without a vocabulary (stop_token_ids) still fit an int32 id
+MAX_TOKEN_ID = 2**31 - 1
 
 
 def reject_unknown(body: dict, allowed: frozenset[str]) -> None:
@@ -63,6 +67,17 @@ def string(body: dict, name: str, default: str | None = None) -> str | None:
         return default
     if not isinstance(value, str):
         raise bad_request(f"`{name}` must be a string, got {type(value).__name__}.", name)
+    return text(value, name)
+
+
+def text(value: str, name: str) -> str:
+    """A string that is valid Unicode: JSON can carry lone surrogates (\\ud800), which no tokenizer can encode."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        bad = value[exc.start:exc.end].encode("unicode_escape").decode()
+        raise bad_request(f"`{name}` holds a lone surrogate ({bad}) at character {exc.start}; send valid "
+                          "UTF-8 text (pair surrogates or drop them).", name) from exc
     return value
 
 
@@ -78,16 +93,17 @@ def stop_strings(body: dict, name: str = "stop", max_items: int = 16) -> list[st
         raise unprocessable(f"`{name}` takes at most {max_items} strings, got {len(value)}.", name)
     if any(s == "" for s in value):
         raise unprocessable(f"`{name}` must not contain empty strings.", name)
-    return value
+    return [text(s, name) for s in value]
 
 
 def token_ids(value: Any, name: str, vocab_size: int | None) -> list[int]:
     if not isinstance(value, list) or not all(isinstance(t, int) and not isinstance(t, bool) for t in value):
         raise bad_request(f"`{name}` must be a list of integer token ids.", name)
-    if vocab_size is not None:
-        for t in value:
-            if not 0 <= t < vocab_size:
-                raise unprocessable(f"`{name}` holds token id {t}, outside the vocabulary [0, {vocab_size}).", name)
+    hi = MAX_TOKEN_ID + 1 if vocab_size is None else vocab_size
+    for t in value:
+        if not 0 <= t < hi:
+            where = "the vocabulary" if vocab_size is not None else "the token id range"
+            raise unprocessable(f"`{name}` holds token id {t}, outside {where} [0, {hi}).", name)
     return value
 
 

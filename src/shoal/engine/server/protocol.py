@@ -13,6 +13,7 @@ from shoal.engine.server import fields as f
 from shoal.engine.server.errors import bad_request, model_not_found, unprocessable
 
 MAX_N = 16
+MAX_PROMPTS = 256  # prompts in one batched completion request: each becomes n engine requests
 
 _SAMPLING = frozenset({
     "model", "max_tokens", "temperature", "top_p", "n", "stream", "stream_options", "stop", "seed",
@@ -52,7 +53,7 @@ def check_model(body: dict, served: str) -> None:
     name = f.required(body, "model")
     if not isinstance(name, str):
         raise bad_request("`model` must be a string.", "model")
-    if name != served:
+    if f.text(name, "model") != served:
         raise model_not_found(name, served)
 
 
@@ -113,6 +114,20 @@ def resolve_max_tokens(requested: int | None, prompt_len: int, max_model_len: in
     return requested
 
 
+def check_prompt_chars(req: GenerationRequest, limit: int | None, max_model_len: int) -> None:
+    """422 for a prompt longer in characters than any `max_model_len`-token text can be (see app.prompt_char_limit)."""
+    if limit is None:
+        return
+    if req.kind == "chat":
+        field, sizes = "messages", [sum(len(m["content"]) for m in req.messages or [])]
+    else:
+        field, sizes = "prompt", [len(p) for p in req.prompts if isinstance(p, str)]
+    longest = max(sizes, default=0)
+    if longest > limit:
+        raise unprocessable(f"The {field} holds {longest} characters: more than any {max_model_len}-token "
+                            "context can hold. Shorten it.", field)
+
+
 def _object(body: object) -> dict:
     if not isinstance(body, dict):
         raise bad_request("The request body must be a JSON object.")
@@ -143,7 +158,7 @@ def _common(body: dict, max_tokens: int | None) -> dict:
         "stop": f.stop_strings(body),
         "stop_token_ids": [] if stop_ids is None else f.token_ids(stop_ids, "stop_token_ids", None),
         "ignore_eos": f.boolean(body, "ignore_eos", False),
-        "seed": f.integer(body, "seed", None),
+        "seed": f.integer(body, "seed", None, lo=f.SEED_MIN, hi=f.SEED_MAX),
     }
     return {
         "sampling": sampling,
@@ -164,15 +179,28 @@ def _top_k(body: dict) -> int:
 
 def _prompts(prompt: object, vocab_size: int | None) -> list[Prompt]:
     if isinstance(prompt, str):
-        return [prompt]
+        return [_nonempty_text(prompt)]
     if isinstance(prompt, list) and prompt:
         if all(isinstance(p, str) for p in prompt):
-            return list(prompt)
+            return [_nonempty_text(p) for p in _few(prompt)]
         if all(isinstance(p, list) for p in prompt):
-            return [_nonempty_ids(p, vocab_size) for p in prompt]
+            return [_nonempty_ids(p, vocab_size) for p in _few(prompt)]
         return [_nonempty_ids(prompt, vocab_size)]
     raise bad_request("`prompt` must be a string, a list of strings, token ids, or a list of token id lists.",
                       "prompt")
+
+
+def _few(prompts: list) -> list:
+    if len(prompts) > MAX_PROMPTS:
+        raise unprocessable(f"`prompt` holds {len(prompts)} prompts; send at most {MAX_PROMPTS} per request.",
+                            "prompt")
+    return prompts
+
+
+def _nonempty_text(prompt: str) -> str:
+    if not prompt:
+        raise unprocessable("`prompt` must not be empty (the model needs at least one token).", "prompt")
+    return f.text(prompt, "prompt")
 
 
 def _nonempty_ids(ids: object, vocab_size: int | None) -> list[int]:
@@ -191,7 +219,7 @@ def _messages(messages: object) -> list[dict]:
         if not isinstance(message, dict):
             raise bad_request(f"`{where}` must be an object.", where)
         role = message.get("role")
-        if role not in ROLES:
+        if not isinstance(role, str) or role not in ROLES:
             raise bad_request(f"`{where}.role` must be one of {sorted(ROLES)}, got {role!r}.", f"{where}.role")
         unknown = set(message) - {"role", "content", "name"}
         if unknown:
@@ -206,13 +234,13 @@ def _content(message: dict, where: str) -> str:
     if content is None and message["role"] == "assistant":
         return ""
     if isinstance(content, str):
-        return content
+        return f.text(content, f"{where}.content")
     if isinstance(content, list):
         texts = []
         for j, part in enumerate(content):
             if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
                 raise bad_request(f"`{where}.content[{j}]` must be {{\"type\": \"text\", \"text\": str}}; "
                                   "only text content is supported.", f"{where}.content")
-            texts.append(part["text"])
+            texts.append(f.text(part["text"], f"{where}.content"))
         return "".join(texts)
     raise bad_request(f"`{where}.content` must be a string or a list of text parts.", f"{where}.content")
