@@ -30,7 +30,7 @@ from shoal.operator.planners import (
     BatchDecision, BatchState, MetricsSnapshot, PlannerSpec, ReplicaDecision, ReplicaState, plan_replicas,
     tune_batch_limits,
 )
-from shoal.operator.prometheus import PrometheusClient, ServiceMetrics
+from shoal.operator.prometheus import NO_SAMPLES, NO_SERIES, PrometheusClient, ServiceMetrics, covering
 from shoal.operator.status import merge_conditions
 
 POD = kube.Kind("v1", "pods", "Pod")
@@ -113,10 +113,7 @@ async def control_once(client: kube.KubeClient, prometheus: PrometheusClient | N
         return None
     current = int((deployment.get("spec") or {}).get("replicas") or 0)
     ready = int((deployment.get("status") or {}).get("readyReplicas") or 0)
-    if prometheus is None:
-        metrics = ServiceMetrics(errors={"prometheus": "the operator has no Prometheus URL (--prometheus-url)"})
-    else:
-        metrics = await prometheus.service_metrics(namespace, name)
+    metrics = await _read_metrics(prometheus, namespace, name, ready)
     snap = MetricsSnapshot(now, metrics.ttft_p95_s, metrics.itl_p95_s, metrics.waiting, metrics.running,
                            metrics.kv_usage, metrics.arrival_rate, ready_replicas=ready, current_replicas=current)
     status = isvc.get("status") or {}
@@ -141,22 +138,45 @@ async def control_once(client: kube.KubeClient, prometheus: PrometheusClient | N
     return Outcome(rdec, bdec, pushed)
 
 
+async def _read_metrics(prometheus: PrometheusClient | None, namespace: str, name: str,
+                        ready: int) -> ServiceMetrics:
+    """The service's metrics, or none with why: the planners hold on anything less than every engine's data."""
+    if prometheus is None:
+        return ServiceMetrics(errors={"prometheus": "the operator has no Prometheus URL (--prometheus-url)"},
+                              failures={"prometheus": "NoPrometheus"})
+    try:
+        return covering(await prometheus.service_metrics(namespace, name), ready)
+    except Exception as exc:  # the adapter is total; should it still fail, the loop holds and says why
+        log.exception("%s/%s: reading metrics failed", namespace, name)
+        return ServiceMetrics(errors={"prometheus": f"reading metrics failed: {exc.__class__.__name__}: {exc}"},
+                              failures={"prometheus": "MetricsQueryFailed"})
+
+
+def metrics_condition(snap: MetricsSnapshot, metrics: ServiceMetrics) -> tuple[str, str, str]:
+    """MetricsAvailable as (status, reason, message): the reason names what failed (pure)."""
+    if not snap.missing() and snap.ready_replicas > 0:
+        return "True", "MetricsFresh", "Prometheus answered every control-loop query"
+    if "prometheus" in metrics.errors:
+        return "False", metrics.failures.get("prometheus", "NoPrometheus"), metrics.errors["prometheus"]
+    if snap.ready_replicas == 0:
+        return "False", "NoReadyReplicas", "no ready engine to measure; holding the replica count"
+    missing = snap.missing()
+    kind = metrics.failure_of(missing)
+    reason = "MetricsMissing" if kind in ("", NO_SERIES, NO_SAMPLES) else kind
+    detail = "; ".join(f"{k}: {metrics.errors.get(k, 'no data')}" for k in missing)
+    return "False", reason, f"holding the replica count and batch limits; {detail}"[:MAX_MESSAGE]
+
+
+MAX_MESSAGE = 4096  # a condition message is for people; Prometheus error texts can be long
+
+
 async def _write_status(client: kube.KubeClient, isvc: dict[str, Any], spec: PlannerSpec, snap: MetricsSnapshot,
                         metrics: ServiceMetrics, rdec: ReplicaDecision | None, bdec: BatchDecision,
                         now: float) -> None:
     status = isvc.get("status") or {}
     generation = int(isvc["metadata"].get("generation") or 1)
     stamp = rfc3339(now)
-    available = not snap.missing() and snap.ready_replicas > 0
-    if available:
-        mcond = ("True", "MetricsFresh", "Prometheus answered every control-loop query")
-    elif "prometheus" in metrics.errors:
-        mcond = ("False", "NoPrometheus", metrics.errors["prometheus"])
-    elif snap.ready_replicas == 0:
-        mcond = ("False", "NoReadyReplicas", "no ready engine to measure; holding the replica count")
-    else:
-        missing = ", ".join(f"{k}: {v}" for k, v in metrics.errors.items())
-        mcond = ("False", "MetricsMissing", f"holding the replica count; {missing}")
+    mcond = metrics_condition(snap, metrics)
     conditions = [{"type": "MetricsAvailable", "status": mcond[0], "reason": mcond[1], "message": mcond[2],
                    "observedGeneration": generation}]
     patch: dict[str, Any] = {}
