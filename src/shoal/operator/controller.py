@@ -20,6 +20,7 @@ from shoal.operator.reconcile import PartialReconcile, is_subset, now_rfc3339, r
 from shoal.operator.status import failed_status
 
 Key = tuple[str, str]  # (namespace, name) of an InferenceService
+STARTUP_ATTEMPTS = 8
 CHILD_KINDS = (kube.DEPLOYMENT, kube.SERVICE, kube.CONFIGMAP, kube.SECRET, kube.PDB, kube.SERVICEMONITOR)
 log = logging.getLogger("shoal.operator")
 
@@ -92,8 +93,16 @@ class Controller:
             self._queue.put_nowait(key)
 
     async def start(self) -> None:
-        self.monitoring = await self.client.serves(kube.SERVICEMONITOR)
-        await self._warm_children()
+        for attempt in range(1, STARTUP_ATTEMPTS + 1):  # the API server may fail a call or two: retry, then give up
+            try:
+                self.monitoring = await self.client.serves(kube.SERVICEMONITOR)
+                await self._warm_children()
+                break
+            except kube.ApiError as exc:
+                if attempt == STARTUP_ATTEMPTS:
+                    raise
+                log.warning("operator start: %s; retrying (%d/%d)", exc, attempt, STARTUP_ATTEMPTS)
+                await asyncio.sleep(min(10.0, 0.5 * 2 ** (attempt - 1)))
         self._tasks = [asyncio.create_task(self._worker(), name=f"shoal-reconcile-{n}")
                        for n in range(self.config.workers)]
         self._tasks.append(asyncio.create_task(self._resync(), name="shoal-resync"))
@@ -141,8 +150,9 @@ class Controller:
             self._running.add(key)
             try:
                 await self._reconcile(key)
-            except Exception:  # a bug must not kill the worker; the resync retries the key
+            except Exception:  # a bug must not kill the worker, nor leave the key to the slow resync
                 log.exception("unexpected failure while reconciling %s/%s", *key)
+                self._retry_later(key)
             finally:
                 self._running.discard(key)
                 if key in self._dirty:
@@ -162,13 +172,10 @@ class Controller:
             if isinstance(exc, PartialReconcile) and exc.changes:
                 await self.post_event(body, "Normal", self._reason(body, exc.changes), "; ".join(exc.changes))
             self.metrics.reconcile_errors.labels(reason=type(cause).__name__).inc()
-            failures = self._failures.get(key, 0) + 1
-            self._failures[key] = failures
-            delay = min(60.0, 0.5 * 2 ** (failures - 1))
+            delay = self._retry_later(key, getattr(cause, "retry_after", None))
             if not isinstance(cause, kube.ApiError) or cause.status != 409:  # 409: a concurrent writer, retry
                 log.warning("reconcile of %s/%s failed (%s), retrying in %.1fs", *key, cause, delay)
                 await self._report_failure(key, body, cause)
-            asyncio.get_running_loop().call_later(delay, self.enqueue, key)
             return
         finally:
             self.metrics.reconcile_duration.observe(time.perf_counter() - started)
@@ -177,6 +184,14 @@ class Controller:
         self.metrics.ready_replicas.labels(namespace=key[0], service=key[1]).set(outcome.ready)
         if outcome.changes:
             await self.post_event(body, "Normal", self._reason(body, outcome.changes), "; ".join(outcome.changes))
+
+    def _retry_later(self, key: Key, at_least: float | None = None) -> float:
+        """Requeue with exponential backoff (0.5 s doubling to 60 s), or later if the server asked (Retry-After)."""
+        failures = self._failures.get(key, 0) + 1
+        self._failures[key] = failures
+        delay = max(min(60.0, 0.5 * 2 ** (failures - 1)), at_least or 0.0)
+        asyncio.get_running_loop().call_later(delay, self.enqueue, key)
+        return delay
 
     @staticmethod
     def _reason(body: dict[str, Any], changes: list[str]) -> str:

@@ -5,6 +5,7 @@ It never imports the `kubernetes` package (whose config is fixed at import time)
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import ssl
@@ -52,9 +53,24 @@ INFERENCESERVICE = Kind("shoal.dev/v1alpha1", "inferenceservices", "InferenceSer
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, reason: str, message: str):
+    def __init__(self, status: int, reason: str, message: str, retry_after: float | None = None):
         super().__init__(f"{status} {reason}: {message}")
         self.status, self.reason, self.message = status, reason, message
+        self.retry_after = retry_after  # seconds the server asked us to wait (429 Retry-After)
+
+
+class ConnectionLost(ApiError):
+    """No answer came (connection dropped or timed out): the call may or may not have been applied."""
+
+    def __init__(self, message: str):
+        super().__init__(0, "ConnectionLost", message)
+
+
+def _retry_after(headers: Any) -> float | None:
+    try:
+        return max(0.0, float(headers.get("Retry-After", "")))
+    except ValueError:
+        return None
 
 
 def _ssl_context(info: Any) -> ssl.SSLContext | bool:
@@ -98,15 +114,19 @@ class KubeClient:
                     params: dict[str, str] | None = None) -> Any:
         data = None if body is None else json.dumps(body)
         headers = {"Content-Type": content_type} if body is not None else None
-        async with self._session.request(method, self.server + path, data=data, headers=headers,
-                                         params=params) as resp:
-            text = await resp.text()
-            payload = json.loads(text) if text and resp.content_type == "application/json" else text
-            if resp.status >= 400:
-                if isinstance(payload, dict):
-                    raise ApiError(resp.status, payload.get("reason", ""), payload.get("message", text))
-                raise ApiError(resp.status, resp.reason or "", text[:500])
-            return payload
+        try:
+            async with self._session.request(method, self.server + path, data=data, headers=headers,
+                                             params=params) as resp:
+                text = await resp.text()
+                payload = json.loads(text) if text and resp.content_type == "application/json" else text
+                retry_after = _retry_after(resp.headers)
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:  # one error type for every failed call
+            raise ConnectionLost(f"{method} {path}: {type(exc).__name__}: {exc}") from exc
+        if resp.status >= 400:
+            if isinstance(payload, dict):
+                raise ApiError(resp.status, payload.get("reason", ""), payload.get("message", text), retry_after)
+            raise ApiError(resp.status, resp.reason or "", text[:500], retry_after)
+        return payload
 
     async def get(self, kind: Kind, namespace: str | None, name: str, subresource: str | None = None) -> dict | None:
         try:
@@ -149,9 +169,12 @@ class KubeClient:
         await self.create(EVENT, meta["namespace"], body)
 
     async def serves(self, kind: Kind) -> bool:
-        """Whether the API server serves this kind (e.g. ServiceMonitor only with the Prometheus operator)."""
+        """Whether the API server serves this kind (e.g. ServiceMonitor only with the Prometheus operator).
+        Only a 404 means no; any other failure is raised, so a transient error never switches a kind off."""
         try:
             doc = await self._call("GET", kind.path(None).rsplit("/", 1)[0])
-        except ApiError:
-            return False
+        except ApiError as exc:
+            if exc.status == 404:
+                return False
+            raise
         return any(r.get("name") == kind.plural for r in doc.get("resources", []))

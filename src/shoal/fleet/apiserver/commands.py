@@ -16,6 +16,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="also write the kubeconfig to this file (written once the server listens)")
     parser.add_argument("--crd", "--manifest", type=Path, action="append", default=[], dest="manifests",
                         help="a YAML file of objects (CRDs first) to create at start (repeatable)")
+    parser.add_argument("--faults", default="", metavar="SPEC",
+                        help="fail a share of API calls, seeded: 'rate=0.1,seed=7' (split over 409, 429, 500, "
+                             "timeout; watches drop at the rate) or per kind, e.g. 'conflict=0.05,watch_drop=0.1,"
+                             "hang_s=0.5,user_agents=kopf|shoal-operator'; counts at GET /debug/faults")
     parser.set_defaults(func=run)
 
 
@@ -32,9 +36,10 @@ async def _main(args: argparse.Namespace) -> int:
 
     import yaml
 
-    from shoal.fleet.apiserver import kubeconfig_text, serve
+    from shoal.fleet.apiserver import FaultConfig, kubeconfig_text, serve
 
-    async with serve(args.host, args.port) as running:
+    faults = FaultConfig.parse(args.faults) if args.faults else None
+    async with serve(args.host, args.port, faults=faults) as running:
         for path in args.manifests:
             for doc in yaml.safe_load_all(path.read_text()):
                 if doc:

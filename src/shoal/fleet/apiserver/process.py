@@ -8,6 +8,10 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from shoal.fleet.apiserver.faults import FaultConfig
 
 
 @dataclass
@@ -33,14 +37,16 @@ class ApiProcess:
 
 
 def start_apiserver(workdir: Path, manifests: tuple[Path, ...] = (), timeout: float = 30.0,
-                    interpreter_args: tuple[str, ...] = ()) -> ApiProcess:
+                    interpreter_args: tuple[str, ...] = (), faults: "FaultConfig | None" = None) -> ApiProcess:
     """Start `shoal apiserver` on a free port with the objects of these YAML files (CRDs first) created;
-    returns once its kubeconfig is written (it listens by then)."""
+    returns once its kubeconfig is written (it listens by then). `faults`: its --faults (faults.py)."""
     kubeconfig = workdir / "kubeconfig"
     kubeconfig.unlink(missing_ok=True)
     command = [sys.executable, *interpreter_args, "-m", "shoal", "apiserver", "--kubeconfig", str(kubeconfig)]
     for crd in manifests:
         command += ["--manifest", str(crd)]
+    if faults is not None:
+        command += ["--faults", faults.to_text()]
     log = open(workdir / "apiserver.log", "w")
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log, env=dict(os.environ))
     deadline = time.monotonic() + timeout

@@ -20,8 +20,10 @@ from kmock._internal import rendering
 
 from shoal.fleet.apiserver import discovery, errors, protobuf, selectors, tables
 from shoal.fleet.apiserver.api import ObjectApi
+from shoal.fleet.apiserver.faults import Fault, FaultConfig, FaultInjector
 from shoal.fleet.apiserver.resources import Registry, ResourceType
 from shoal.fleet.apiserver.store import Store, Watcher
+from shoal.fleet.apiserver.tripwire import Tripwire
 
 JSON = "application/json"
 
@@ -42,6 +44,13 @@ def _respond(payload: Any, status: int = 200) -> aiohttp.web.Response:
     return aiohttp.web.Response(body=_dumps(payload), status=status, content_type=JSON)
 
 
+def _drop(request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+    """Lose the connection without an answer (a crashed peer, a dead load balancer, a cut watch)."""
+    if request.transport is not None:
+        request.transport.abort()
+    return aiohttp.web.Response(status=499)  # written nowhere: the transport is gone
+
+
 @attrs.define(kw_only=True)
 class KubernetesApi(kmock.RawHandler):
     """A Kubernetes API server good enough for kopf and kubectl, fast at thousands of objects."""
@@ -49,6 +58,8 @@ class KubernetesApi(kmock.RawHandler):
     store: Store = attrs.field(factory=Store)
     registry: Registry = attrs.field(factory=Registry)
     api: ObjectApi = attrs.field(init=False)
+    faults: FaultInjector = attrs.field(factory=FaultInjector)
+    tripwire: Tripwire = attrs.field(factory=Tripwire)
     requests_served: int = attrs.field(default=0, init=False)
     busy_seconds: float = attrs.field(default=0.0, init=False)  # handler time, excluding open watches
 
@@ -56,18 +67,75 @@ class KubernetesApi(kmock.RawHandler):
         self.api = ObjectApi(self.store, self.registry)
 
     async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+        if raw_request.path.startswith("/debug/"):
+            return await self._serve_debug(raw_request)
+        if self.tripwire.is_dead(raw_request.headers.get("Authorization", "")):
+            self.tripwire.dropped += 1  # sent by a process that is dead by now: it never reached the server
+            return _drop(raw_request)
         if self._payloads:  # reactions a test added through kmock's DSL take precedence
             response = await self._react(raw_request)
             if response is not None:
                 return response
+        watch = raw_request.method == "GET" and raw_request.query.get("watch") in ("true", "1")
+        fault = self.faults.decide(raw_request.method, raw_request.headers.get("User-Agent", ""), watch)
+        if fault is not None and fault.kind != "watch_drop":
+            return await self._inject(raw_request, fault)
+        return await self._serve_counted(raw_request, fault)
+
+    async def _serve_counted(self, raw_request: aiohttp.web.BaseRequest,
+                             fault: Fault | None = None) -> aiohttp.web.StreamResponse:
         started = time.perf_counter()
         self.requests_served += 1
         try:
-            return await self._serve(raw_request)
+            response = await self._serve(raw_request, fault)
         except errors.ApiError as exc:
-            return _respond(exc.status(), exc.code)
+            response = _respond(exc.status(), exc.code)
         finally:
             self.busy_seconds += time.perf_counter() - started
+        if self.tripwire.observe(raw_request.headers.get("Authorization", ""), raw_request.method,
+                                 raw_request.path, response.status):
+            return _drop(raw_request)  # the client died right after this write: its answer goes nowhere
+        return response
+
+    async def _inject(self, raw_request: aiohttp.web.BaseRequest, fault: Fault) -> aiohttp.web.StreamResponse:
+        """Answer as a sick API server would (faults.py says which kinds and why)."""
+        await raw_request.read()
+        if fault.kind == "conflict":
+            exc = errors.ApiError(409, "Conflict", "Operation cannot be fulfilled: the object has been modified; "
+                                                   "please apply your changes to the latest version and try again")
+        elif fault.kind == "throttle":
+            seconds = self.faults.config.retry_after_s
+            exc = errors.ApiError(429, "TooManyRequests", "the server has received too many requests and has asked "
+                                  "us to try again later", {"retryAfterSeconds": seconds})
+            return aiohttp.web.Response(body=_dumps(exc.status()), status=429, content_type=JSON,
+                                        headers={"Retry-After": str(seconds)})
+        elif fault.kind == "error":
+            exc = errors.ApiError(500, "InternalError", "an error on the server (\"injected fault\") has prevented "
+                                                        "the request from succeeding")
+        else:  # timeout: the call hangs, then the connection drops; a write may have been applied meanwhile
+            if fault.apply_first:
+                await self._serve_counted(raw_request)
+            await asyncio.sleep(fault.after_s)
+            return _drop(raw_request)
+        return _respond(exc.status(), exc.code)
+
+    async def _serve_debug(self, request: aiohttp.web.BaseRequest) -> aiohttp.web.Response:
+        """`/debug/faults` and `/debug/tripwire`: GET reports, PUT reconfigures (campaigns and tests use them)."""
+        target = request.path.rstrip("/")
+        try:
+            if target == "/debug/faults":
+                if request.method == "PUT":
+                    body = await request.json()
+                    self.faults.configure(FaultConfig(**body))
+                return _respond(self.faults.report())
+            if target == "/debug/tripwire":
+                if request.method == "PUT":
+                    body = await request.json()
+                    self.tripwire.arm(body.get("token", ""), body.get("pid"), body.get("after"))
+                return _respond(self.tripwire.report())
+        except (TypeError, ValueError) as exc:
+            return _respond(errors.ApiError(400, "BadRequest", str(exc)).status(), 400)
+        return _respond(errors.ApiError(404, "NotFound", f"no debug endpoint {request.path}").status(), 404)
 
     async def _react(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse | None:
         await raw_request.read()
@@ -86,7 +154,7 @@ class KubernetesApi(kmock.RawHandler):
         await super().__aexit__(*exc_info)
 
     # -- routing ------------------------------------------------------------------------------------------
-    async def _serve(self, request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+    async def _serve(self, request: aiohttp.web.BaseRequest, fault: Fault | None = None) -> aiohttp.web.StreamResponse:
         parts = [p for p in request.path.split("/") if p]
         method = request.method
         if method == "GET":
@@ -107,7 +175,7 @@ class KubernetesApi(kmock.RawHandler):
         strict = query.get("fieldValidation") == "Strict"
         rt, ns, name = route.rt, route.namespace, route.name
         if method == "GET" and query.get("watch") in ("true", "1"):
-            return await self._serve_watch(request, route)
+            return await self._serve_watch(request, route, fault.after_s if fault is not None else None)
         if method == "GET" and name is None:
             items = self.api.list(rt, ns, query.get("labelSelector"), query.get("fieldSelector"))
             return self._render_list(request, rt, items)
@@ -212,7 +280,8 @@ class KubernetesApi(kmock.RawHandler):
         return _respond(self.api.write_scale(route.rt, route.namespace, route.name, content_type, body))
 
     # -- watch --------------------------------------------------------------------------------------------
-    async def _serve_watch(self, request: aiohttp.web.BaseRequest, route: Route) -> aiohttp.web.StreamResponse:
+    async def _serve_watch(self, request: aiohttp.web.BaseRequest, route: Route,
+                           cut_after_s: float | None = None) -> aiohttp.web.StreamResponse:
         query = request.query
         fields = selectors.parse_field_selector(query.get("fieldSelector"))
         if route.name is not None:
@@ -237,7 +306,11 @@ class KubernetesApi(kmock.RawHandler):
         response.enable_chunked_encoding()
         await response.prepare(request)
         timeout = float(query["timeoutSeconds"]) if query.get("timeoutSeconds", "").isdigit() else None
-        deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
+        now = asyncio.get_running_loop().time()
+        deadline = None if timeout is None else now + timeout
+        cut = None if cut_after_s is None else now + cut_after_s  # an injected drop: no closing chunk
+        if cut is not None and (deadline is None or cut < deadline):
+            deadline = cut
         try:
             if backlog is None:
                 gone = errors.ApiError(410, "Expired", f"too old resource version: {since}")
@@ -250,11 +323,11 @@ class KubernetesApi(kmock.RawHandler):
             while True:
                 remaining = None if deadline is None else deadline - asyncio.get_running_loop().time()
                 if remaining is not None and remaining <= 0:
-                    break
+                    return _drop(request) if deadline == cut else response
                 try:
                     event = await asyncio.wait_for(watcher.queue.get(), remaining)
                 except asyncio.TimeoutError:
-                    break
+                    return _drop(request) if deadline == cut else response
                 if event is None:
                     break
                 chunk = [encode(event.type, event.obj, event)]

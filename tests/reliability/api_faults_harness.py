@@ -1,0 +1,347 @@
+"""Shared parts of the API-fault and operator-crash checks (tests/reliability/test_api_*, test_crash_*, and
+bench/reliability_api.py): the emulator with faults, the real operator as its own process (`shoal operator`, real
+kopf over HTTP), a seeded workload of InferenceService changes, and the verdict on the children."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+REPO = Path(__file__).resolve().parents[2]
+CRD = REPO / "crds" / "inferenceservice.yaml"
+SERVICEMONITOR_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+    "metadata": {"name": "servicemonitors.monitoring.coreos.com"},
+    "spec": {"group": "monitoring.coreos.com", "scope": "Namespaced",
+             "names": {"kind": "ServiceMonitor", "plural": "servicemonitors", "singular": "servicemonitor"},
+             "versions": [{"name": "v1", "served": True, "storage": True,
+                           "schema": {"openAPIV3Schema": {"type": "object",
+                                                          "x-kubernetes-preserve-unknown-fields": True}}}]},
+}
+ISVCS = "/apis/shoal.dev/v1alpha1/inferenceservices"
+DRIVER_AGENT = "shoal-reliability-driver"  # the harness's own calls: never faulted
+OPERATOR_AGENTS = ("kopf", "shoal-operator")  # the operator's two clients (kopf's watches, its own writes)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Api:
+    """Plain JSON calls to the emulator, as a user or a kubelet would make them."""
+
+    def __init__(self, url: str):
+        self.url = url
+
+    def call(self, method: str, path: str, body: Any = None,
+             content_type: str = "application/merge-patch+json") -> tuple[int, Any]:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(self.url + path, data=data, method=method, headers={
+            "Content-Type": content_type, "Accept": "application/json", "User-Agent": DRIVER_AGENT})
+        try:
+            with urllib.request.urlopen(request, timeout=30) as resp:
+                return resp.status, json.loads(resp.read() or b"null")
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read() or b"null")
+
+    def get(self, path: str) -> Any:
+        status, body = self.call("GET", path)
+        return body if status == 200 else None
+
+    def create(self, path: str, body: dict) -> dict:
+        status, answer = self.call("POST", path, body, "application/json")
+        if status != 201:
+            raise AssertionError(f"POST {path} -> {status}: {answer}")
+        return answer
+
+    def items(self, path: str) -> list[dict]:
+        return (self.get(path) or {}).get("items", [])
+
+
+def wait_for(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
+
+
+# -- the operator as a process -----------------------------------------------------------------------------
+class OperatorProcess:
+    """`shoal operator` in its own process, identified by the bearer token of its own kubeconfig."""
+
+    def __init__(self, workdir: Path, api_url: str, token: str, prometheus_url: str | None = None,
+                 control_period_s: float = 1.0):
+        from shoal.fleet.apiserver import kubeconfig_text
+
+        self.token = token
+        self.metrics_port = free_port()
+        kubeconfig = workdir / f"kubeconfig-{token}"
+        kubeconfig.write_text(kubeconfig_text(api_url, token=token))
+        command = [sys.executable, "-m", "shoal", "operator", "--all-namespaces", "--standalone",
+                   "--liveness-port", "0", "--metrics-port", str(self.metrics_port),
+                   "--control-period", str(control_period_s)]
+        if prometheus_url:
+            command += ["--prometheus-url", prometheus_url]
+        self.log_path = workdir / f"operator-{token}.log"
+        env = dict(os.environ, KUBECONFIG=str(kubeconfig))
+        with open(self.log_path, "w") as log:
+            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def metric(self, name: str) -> float:
+        """A sample of the operator's /metrics (0 when absent or not served yet)."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as resp:
+                text = resp.read().decode()
+        except OSError:
+            return 0.0
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith(name) and (line[len(name)] in " {"))
+
+    def reconciles(self) -> int:
+        return int(self.metric("shoal_operator_reconcile_duration_seconds_count"))
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log_path.read_text().splitlines()[-lines:])
+
+
+# -- the desired state and the verdict ---------------------------------------------------------------------
+def child_kinds(monitoring: bool):
+    from shoal.operator import kube
+
+    kinds = [kube.SECRET, kube.CONFIGMAP, kube.DEPLOYMENT, kube.SERVICE, kube.PDB]
+    return kinds + [kube.SERVICEMONITOR] if monitoring else kinds
+
+
+@dataclass
+class Verdict:
+    services: int = 0
+    children: int = 0
+    duplicates: list[str] = field(default_factory=list)  # more than one child of a kind for one service
+    orphans: list[str] = field(default_factory=list)  # a managed child whose owner is gone or another object
+    missing: list[str] = field(default_factory=list)  # a child the spec asks for that does not exist
+    drifted: list[str] = field(default_factory=list)  # a child that exists but differs from the spec
+    stale: list[str] = field(default_factory=list)  # status not at the spec's generation, or Degraded
+
+    @property
+    def clean(self) -> bool:
+        return not (self.duplicates or self.orphans or self.missing or self.drifted or self.stale)
+
+    def lost(self) -> int:
+        """What the desired state lacks at the end (must be 0)."""
+        return len(self.missing) + len(self.drifted) + len(self.stale)
+
+    def summary(self) -> str:
+        parts = [f"{k}={getattr(self, k)[:5]}" for k in ("duplicates", "orphans", "missing", "drifted", "stale")
+                 if getattr(self, k)]
+        return f"{self.services} services, {self.children} children" + (": " + "; ".join(parts) if parts else "")
+
+
+def verdict(api: Api, monitoring: bool, namespace: str | None = None) -> Verdict:
+    """Compare the API's objects with what the operator's own pure planner says should exist."""
+    from shoal.operator.config import OperatorConfig
+    from shoal.operator.reconcile import plan
+
+    config = OperatorConfig(all_namespaces=True)  # `shoal operator`'s defaults: the same desired children
+    scope = f"/namespaces/{namespace}" if namespace else ""
+    services = {(o["metadata"]["namespace"], o["metadata"]["name"]): o
+                for o in api.items(ISVCS.replace("/inferenceservices", f"{scope}/inferenceservices"))}
+    result = Verdict(services=len(services))
+    observed: dict[tuple[str, str, str], dict] = {}
+    per_owner: dict[tuple[str, str, str], int] = {}
+    for kind in child_kinds(monitoring):
+        for child in api.items(kind.path(namespace) + "?labelSelector=app.kubernetes.io%2Fmanaged-by%3Dshoal"):
+            meta = child["metadata"]
+            result.children += 1
+            where = f"{kind.kind} {meta['namespace']}/{meta['name']}"
+            owner = services.get((meta["namespace"], meta.get("labels", {}).get("shoal.dev/service", "")))
+            owner_uids = {r.get("uid") for r in meta.get("ownerReferences") or ()}
+            if owner is None or owner["metadata"]["uid"] not in owner_uids:
+                result.orphans.append(where)
+                continue
+            key = (kind.kind, meta["namespace"], owner["metadata"]["name"])
+            per_owner[key] = per_owner.get(key, 0) + 1
+            observed[(kind.kind, meta["namespace"], meta["name"])] = child
+    result.duplicates = [f"{k[0]} of {k[1]}/{k[2]} x{n}" for k, n in per_owner.items() if n > 1]
+    for (ns, name), isvc in services.items():
+        if isvc["metadata"].get("deletionTimestamp"):
+            continue
+        actions = plan(isvc, config, lambda kind, child, ns=ns: observed.get((kind.kind, ns, child)), monitoring)
+        for action in actions.actions:
+            (result.missing if action.verb == "create" else result.drifted).append(
+                f"{action.kind.kind} {ns}/{action.name} ({action.why})")
+        status = isvc.get("status") or {}
+        degraded = next((c for c in status.get("conditions") or () if c.get("type") == "Degraded"), {})
+        if status.get("observedGeneration") != isvc["metadata"].get("generation") or degraded.get("status") != "False":
+            result.stale.append(f"{ns}/{name} (observedGeneration {status.get('observedGeneration')} of "
+                                f"{isvc['metadata'].get('generation')}, Degraded {degraded.get('status')})")
+    return result
+
+
+def wait_converged(api: Api, monitoring: bool, timeout: float, namespace: str | None = None,
+                   settle_s: float = 1.0) -> tuple[Verdict, float]:
+    """Poll until the verdict is clean and stays clean `settle_s` later; returns it and the seconds it took."""
+    started = time.monotonic()
+    last = Verdict()
+    while time.monotonic() - started < timeout:
+        last = verdict(api, monitoring, namespace)
+        if last.clean:
+            time.sleep(settle_s)
+            last = verdict(api, monitoring, namespace)
+            if last.clean:
+                return last, time.monotonic() - started
+        time.sleep(0.5)
+    return last, time.monotonic() - started
+
+
+# -- the workload ------------------------------------------------------------------------------------------
+def isvc_body(name: str, rng: random.Random) -> dict:
+    return {"apiVersion": "shoal.dev/v1alpha1", "kind": "InferenceService", "metadata": {"name": name},
+            "spec": {"model": {"name": "smollm2", "uri": "pvc://models/smollm2"}, "resources": {"gpus": 0},
+                     "replicas": rng.randint(0, 3), "autoscaling": {"enabled": False},
+                     "batchTuning": {"enabled": False}}}
+
+
+def random_update(rng: random.Random) -> dict:
+    """One spec change a user or a GitOps pipeline makes; each bumps the generation."""
+    choice = rng.randrange(5)
+    if choice == 0:
+        return {"spec": {"replicas": rng.randint(0, 4)}}
+    if choice == 1:
+        return {"spec": {"engine": {"maxNumSeqs": rng.choice([16, 32, 64, 128, 256])}}}
+    if choice == 2:
+        return {"spec": {"image": f"registry.example/shoal-engine:{rng.randint(1, 50)}"}}
+    if choice == 3:
+        return {"spec": {"nodeSelector": {"pool": f"p{rng.randint(0, 3)}"} if rng.random() < 0.7 else None}}
+    return {"spec": {"resources": {"cpu": str(rng.randint(1, 8))}}}
+
+
+@dataclass
+class WorkloadCounts:
+    creates: int = 0
+    updates: int = 0
+    deletes: int = 0
+
+    @property
+    def changes(self) -> int:
+        return self.creates + self.updates + self.deletes
+
+
+def run_workload(api: Api, changes: int, seed: int, namespaces: tuple[str, ...], pool: int,
+                 pace_s: float = 0.0) -> WorkloadCounts:
+    """`changes` creates, updates and deletes of InferenceServices over a pool of names (seeded): every change
+    asks for a reconcile. Deleted names come back later, as new objects with new uids."""
+    rng = random.Random(seed)
+    live: set[tuple[str, str]] = set()
+    names = [(ns, f"svc-{i:03d}") for i in range(pool) for ns in namespaces][:pool]
+    counts = WorkloadCounts()
+    while counts.changes < changes:
+        ns, name = rng.choice(names)
+        path = f"/apis/shoal.dev/v1alpha1/namespaces/{ns}/inferenceservices"
+        if (ns, name) not in live:
+            api.create(path, isvc_body(name, rng))
+            live.add((ns, name))
+            counts.creates += 1
+        elif rng.random() < 0.15:
+            status, answer = api.call("DELETE", f"{path}/{name}")
+            assert status == 200, answer
+            live.discard((ns, name))
+            counts.deletes += 1
+        else:
+            status, answer = api.call("PATCH", f"{path}/{name}", random_update(rng))
+            assert status == 200, answer
+            counts.updates += 1
+        if pace_s:
+            time.sleep(pace_s)
+    return counts
+
+
+def create_namespaces(api: Api, namespaces: tuple[str, ...]) -> None:
+    for ns in namespaces:
+        api.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+
+
+def fault_report(api: Api) -> dict:
+    return api.get("/debug/faults")
+
+
+def faults_config(rate: float, seed: int, hang_s: float = 0.5, watch_drop_after_s: float = 5.0):
+    from shoal.fleet.apiserver import FaultConfig
+
+    return FaultConfig.uniform(rate, seed=seed, hang_s=hang_s, watch_drop_after_s=watch_drop_after_s,
+                               user_agents=OPERATOR_AGENTS)
+
+
+@dataclass
+class FaultRun:
+    changes: WorkloadCounts
+    reconciles: int
+    faults: dict
+    verdict: Verdict
+    seconds_to_converge: float
+    seconds: float
+
+    def row(self, scenario: str) -> dict:
+        injected = int(self.faults["total"])
+        ok = self.verdict.clean
+        return {"scenario": scenario, "faults_injected": injected, "survived": injected if ok else 0,
+                "data_lost": self.verdict.lost(), "duplicates": len(self.verdict.duplicates),
+                "orphans": len(self.verdict.orphans), "changes": self.changes.changes,
+                "reconciles": self.reconciles, "api_calls_faultable": int(self.faults["calls"]),
+                "watches_faultable": int(self.faults["watches"]), "faults_by_kind": self.faults["injected"],
+                "timeouts_applied": int(self.faults["timeoutsApplied"]),
+                "services_at_end": self.verdict.services, "children_at_end": self.verdict.children,
+                "seconds_to_converge": round(self.seconds_to_converge, 1), "seconds": round(self.seconds, 1)}
+
+
+def run_fault_campaign(workdir: Path, changes: int, rate: float, seed: int, pool: int,
+                       namespaces: tuple[str, ...] = ("rel-a", "rel-b"), pace_s: float = 0.01,
+                       converge_timeout: float = 300.0) -> FaultRun:
+    """The emulator failing `rate` of the operator's calls; the real operator; `changes` changes; the verdict."""
+    from shoal.fleet.apiserver.process import start_apiserver
+
+    started = time.monotonic()
+    with start_apiserver(workdir, manifests=(CRD,), faults=faults_config(rate, seed)) as emulator:
+        api = Api(emulator.url)
+        api.create("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", SERVICEMONITOR_CRD)
+        create_namespaces(api, namespaces)
+        operator = OperatorProcess(workdir, emulator.url, token="operator")
+        try:
+            counts = run_workload(api, changes, seed, namespaces, pool, pace_s)
+            final, seconds = wait_converged(api, monitoring=True, timeout=converge_timeout)
+            reconciles = operator.reconciles()
+            if operator.process.poll() is not None:
+                raise AssertionError(f"the operator exited:\n{operator.tail()}")
+            faults = fault_report(api)
+        finally:
+            operator.stop()
+    return FaultRun(counts, reconciles, faults, final, seconds, time.monotonic() - started)
