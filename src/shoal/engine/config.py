@@ -109,6 +109,15 @@ class EngineConfig:
     enable_prefix_caching: bool = True
     load_format: str = "safetensors"  # "dummy": random weights from config.json (benchmarks)
     seed: int = 0
+    # Launch step N+1 before step N's tokens reach the host, so host work overlaps the GPU (outputs
+    # arrive one step later). None: on for CUDA, off for CPU (where nothing runs asynchronously).
+    async_scheduling: bool | None = None
+
+    @property
+    def overlaps_steps(self) -> bool:
+        if self.async_scheduling is None:
+            return self.device.startswith("cuda")
+        return self.async_scheduling
 
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:
@@ -125,5 +134,7 @@ class EngineConfig:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise ValueError(f"{name} must be an integer >= 1 or None, got {value!r}")
+        if self.async_scheduling not in (None, True, False):
+            raise ValueError(f"async_scheduling must be true, false or None (auto), got {self.async_scheduling!r}")
         if self.load_format not in ("safetensors", "dummy"):
             raise ValueError(f"load_format must be 'safetensors' or 'dummy', got {self.load_format!r}")

@@ -4,18 +4,31 @@ from __future__ import annotations
 
 import itertools
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from shoal.engine.block_manager import BlockManager
 from shoal.engine.config import EngineConfig, ModelConfig
 from shoal.engine.detokenizer import IncrementalDetokenizer
-from shoal.engine.model_runner import ModelRunner
+from shoal.engine.model_runner import ModelRunner, PendingTokens
 from shoal.engine.outputs import EngineStats, RequestMetrics, RequestOutput, RuntimeLimits, StepStats
 from shoal.engine.sampler import make_generator
 from shoal.engine.sampling_params import SamplingParams
-from shoal.engine.scheduler import ScheduledSeq, Scheduler
-from shoal.engine.sequence import Sequence
+from shoal.engine.scheduler import Scheduler
+from shoal.engine.sequence import Sequence, Status
 from shoal.engine.tokenizer import Tokenizer
+
+PENDING = -1  # an output token sampled on the device and not yet read back
+
+
+@dataclass
+class _Launched:
+    """A step on the device: where each sampled token goes, and which sequences filled a KV block."""
+
+    sampled: list[tuple[Sequence, int]]  # (sequence, index in its output_token_ids), in sampled-row order
+    commits: list[Sequence]  # to publish to the prefix cache once the tokens are known
+    tokens: PendingTokens
+    num_prompt: int
 
 
 class LLMEngine:
@@ -43,6 +56,7 @@ class LLMEngine:
         self.generation_tokens_total = 0
         self.last_step_time: float | None = None
         self.steps_total = 0
+        self._in_flight: _Launched | None = None  # asynchronous scheduling: the step not yet read back
 
     # -- requests ------------------------------------------------------------------
     def encode_prompt(self, prompt: str | list[int]) -> list[int]:
@@ -98,6 +112,8 @@ class LLMEngine:
         if seq is None:
             return None
         self.scheduler.finish(seq, "abort")
+        while seq.output_token_ids and seq.output_token_ids[-1] == PENDING:
+            seq.output_token_ids.pop()  # in flight when aborted: never delivered
         seq.metrics.finished_time = time.monotonic()
         return self._output(seq)
 
@@ -109,58 +125,90 @@ class LLMEngine:
         """Schedule, run the model once, sample, and return an output for every request that got tokens.
 
         With stream=False only finished requests get an output (offline generation needs no deltas).
+        With asynchronous scheduling the step launched here is read back by the next call, so the host
+        prepares step N+1 while the device runs step N; outputs arrive one step later.
         """
-        if not self.scheduler.has_work:
-            return []
         t0 = time.monotonic()
+        launched = self._launch(t0) if self.scheduler.has_work else None
+        if self.config.overlaps_steps:
+            done, self._in_flight = self._in_flight, launched
+        else:
+            done = launched
+        if done is None:
+            return []
+        return self._resolve(done, stream, t0)
+
+    def _launch(self, t0: float) -> _Launched | None:
         plan = self.scheduler.schedule()
-        if not plan.scheduled and not self.scheduler.running:
+        if not plan.scheduled and not self.scheduler.running and self._in_flight is None:
             raise RuntimeError("the scheduler admitted nothing with nothing running: the KV pool is too small")
         self.num_preemptions_total += plan.num_preempted
         self.prefix_cache_queries_total += plan.num_cached_tokens_queried
         self.prefix_cache_hits_total += plan.num_cached_tokens_hit
+        if not plan.scheduled:
+            return None
         batch = sorted(plan.scheduled, key=lambda e: e.num_new_tokens != 1)  # decodes first (stable)
+        generators = []
         for entry in batch:
-            if entry.seq.metrics.first_scheduled_time is None:
-                entry.seq.metrics.first_scheduled_time = t0
-        generators = [e.seq.generator for e in batch if e.samples]
-        tokens = self.runner.execute(batch, generators) if batch else []
-        now = time.monotonic()
-        outputs: list[RequestOutput] = []
-        num_prompt = 0
-        sampled = iter(tokens)
-        for entry in batch:
-            seq = entry.seq
-            if seq.num_computed_tokens < len(seq.prompt_token_ids) or entry.num_new_tokens > 1:
-                num_prompt += entry.num_new_tokens
-            self._advance(seq, entry)
+            metrics = entry.seq.metrics
+            if metrics.first_scheduled_time is None:
+                metrics.first_scheduled_time = t0
             if entry.samples:
-                finished = self._append_token(seq, next(sampled), now)
-                if finished or stream:
-                    outputs.append(self._output(seq))
+                generators.append(entry.seq.generator)
+        tokens = self.runner.launch(batch, generators, self._in_flight.tokens if self._in_flight else None)
+        retire = self.config.overlaps_steps
+        bs = self.block_manager.block_size
+        sampled: list[tuple[Sequence, int]] = []
+        commits: list[Sequence] = []
+        num_prompt = 0
+        for entry in batch:
+            seq, n = entry.seq, entry.num_new_tokens
+            before = seq.num_computed_tokens
+            if before < len(seq.prompt_token_ids) or n > 1:
+                num_prompt += n
+            seq.num_computed_tokens = before + n
+            if (before + n) // bs > before // bs:
+                commits.append(seq)
+            if entry.samples:
+                seq.pending_step, seq.pending_row = tokens.step, len(sampled)
+                sampled.append((seq, len(seq.output_token_ids)))
+                seq.output_token_ids.append(PENDING)
+                if retire and (len(seq.output_token_ids) >= seq.params.max_tokens
+                               or seq.num_tokens >= self.max_model_len):
+                    self.scheduler.retire(seq)  # its in-flight token is surely its last: schedule it no more
         self.prompt_tokens_total += num_prompt
-        self.generation_tokens_total += len(tokens)
         self.steps_total += 1
+        return _Launched(sampled, commits, tokens, num_prompt)
+
+    def _resolve(self, done: _Launched, stream: bool, t0: float) -> list[RequestOutput]:
+        tokens = done.tokens.tolist()
+        now = time.monotonic()
+        live = [(seq, idx, tok) for (seq, idx), tok in zip(done.sampled, tokens) if seq.status is not Status.FINISHED]
+        for seq, idx, token in live:  # first every token, so that the commits below hash real ids
+            seq.output_token_ids[idx] = token
+            if seq.pending_step == done.tokens.step:
+                seq.pending_step = 0
+        for seq in done.commits:
+            if seq.status is not Status.FINISHED:
+                self.scheduler.commit(seq)
+        outputs: list[RequestOutput] = []
+        for seq, idx, token in live:
+            finished = self._check_finish(seq, idx, token, now)
+            if finished or stream:
+                outputs.append(self._output(seq, idx + 1))
+        self.generation_tokens_total += len(live)
         self.last_step_time = now
         self.last_step_stats = StepStats(
-            num_prompt_tokens=num_prompt,
-            num_generation_tokens=len(tokens),
+            num_prompt_tokens=done.num_prompt,
+            num_generation_tokens=len(live),
             num_running=len(self.scheduler.running),
             num_waiting=len(self.scheduler.waiting),
             step_seconds=now - t0,
         )
         return outputs
 
-    def _advance(self, seq: Sequence, entry: ScheduledSeq) -> None:
-        before = seq.num_computed_tokens
-        seq.num_computed_tokens += entry.num_new_tokens
-        bs = self.block_manager.block_size
-        if seq.num_computed_tokens // bs > before // bs:
-            self.scheduler.commit(seq)
-
-    def _append_token(self, seq: Sequence, token: int, now: float) -> bool:
-        """Record a sampled token; returns whether the request finished."""
-        seq.output_token_ids.append(token)
+    def _check_finish(self, seq: Sequence, idx: int, token: int, now: float) -> bool:
+        """Account for output token `idx` of `seq` (now on the host); returns whether the request finished."""
         if seq.metrics.first_token_time is None:
             seq.metrics.first_token_time = now
         params = seq.params
@@ -169,29 +217,32 @@ class LLMEngine:
             reason = "stop"
         elif seq.detokenizer.add([token]) is not None:
             reason = "stop"
-        elif len(seq.output_token_ids) >= params.max_tokens or seq.num_tokens >= self.max_model_len:
+        elif idx + 1 >= params.max_tokens or len(seq.prompt_token_ids) + idx + 1 >= self.max_model_len:
             reason = "length"
         if reason is not None:
+            del seq.output_token_ids[idx + 1 :]  # a later launch's placeholder: its row is dropped when it resolves
             self.scheduler.finish(seq, reason)
             self.requests.pop(seq.request_id, None)
             seq.metrics.finished_time = now
         return reason is not None
 
-    def _output(self, seq: Sequence) -> RequestOutput:
+    def _output(self, seq: Sequence, upto: int | None = None) -> RequestOutput:
+        """The request's state through output token `upto` (default: all of them)."""
         finished = seq.finish_reason is not None
         text = seq.detokenizer.visible_text(finished)
+        token_ids = seq.output_token_ids[:upto]
         out = RequestOutput(
             request_id=seq.request_id,
             prompt_token_ids=seq.prompt_token_ids,
-            token_ids=list(seq.output_token_ids),
+            token_ids=token_ids,
             text=text,
-            new_token_ids=seq.output_token_ids[seq.num_sent_tokens :],
+            new_token_ids=token_ids[seq.num_sent_tokens :],
             new_text=text[seq.num_sent_chars :],
             finished=finished,
             finish_reason=seq.finish_reason,
             metrics=seq.metrics,
         )
-        seq.num_sent_tokens = len(seq.output_token_ids)
+        seq.num_sent_tokens = len(token_ids)
         seq.num_sent_chars = len(text)
         return out
 

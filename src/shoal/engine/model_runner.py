@@ -5,6 +5,7 @@ Device-agnostic: plain torch on whatever device the model sits on.
 
 from __future__ import annotations
 
+import itertools
 import os
 
 import numpy as np
@@ -14,7 +15,7 @@ from shoal.engine import ops
 from shoal.engine.config import EngineConfig, ModelConfig
 from shoal.engine.loader import load_model, torch_dtype
 from shoal.engine.model import AttentionMetadata, build_cos_sin_cache
-from shoal.engine.sampler import sample
+from shoal.engine.sampler import sample_on_device
 from shoal.engine.scheduler import ScheduledSeq
 
 CPU_KV_CACHE_BYTES = 1 << 30  # default KV pool on CPU when kv_cache_tokens is not given
@@ -106,7 +107,17 @@ class ModelRunner:
 
         `batch` must list one-token entries (decodes) first. `generators` has one entry per sampling sequence.
         """
-        input_ids, positions, meta, logits_indices = self._prepare(batch)
+        return self.launch(batch, generators).tolist()
+
+    @torch.inference_mode()
+    def launch(self, batch: list[ScheduledSeq], generators: list[torch.Generator | None],
+               pending: PendingTokens | None = None) -> PendingTokens:
+        """Start the batch on the device and return its sampled tokens without waiting for them.
+
+        A decode entry whose seq.pending_step equals `pending.step` has not got its input token on the
+        host yet: it is taken on the device from row seq.pending_row of `pending`.
+        """
+        input_ids, positions, meta, logits_indices, num_samples = self._prepare(batch, pending)
         if self.graphs is not None and meta.num_decodes == len(batch) and self.graphs.can_run(
             len(batch), meta.decode_block_tables.shape[1]
         ):
@@ -115,55 +126,117 @@ class ModelRunner:
             )
         else:
             hidden = self.model(input_ids, positions, self.kv_caches, self.cos_sin_cache, meta)
-        if not logits_indices:
-            return []
-        if len(logits_indices) == hidden.shape[0]:  # every row samples (pure decode): no index upload, no host wait
-            rows = hidden
-        else:
-            rows = hidden[torch.tensor(logits_indices, device=self.device)]
+        if not num_samples:
+            return PendingTokens.done(torch.empty(0, dtype=torch.int64))
+        # Every row samples in a pure decode step: no gather needed.
+        rows = hidden if logits_indices is None else hidden[logits_indices]
         logits = self.model.logits(rows)
-        return sample(logits, [e.seq.params for e in batch if e.samples], generators)
+        tokens = sample_on_device(logits, [e.seq.params for e in batch if e.samples], generators)
+        return PendingTokens.start(tokens)
 
-    def _prepare(self, batch: list[ScheduledSeq]):
+    def _prepare(self, batch: list[ScheduledSeq], pending: PendingTokens | None):
         # Index math in numpy: on the host, for a few hundred sequences, it is several times cheaper than torch ops.
         bs = self.block_size
         num = len(batch)
         q_lens = np.fromiter((e.num_new_tokens for e in batch), np.int64, num)
         starts = np.fromiter((e.seq.num_computed_tokens for e in batch), np.int64, num)
         samples = np.fromiter((e.samples for e in batch), np.bool_, num)
-        tables = np.zeros((num, max(len(e.seq.block_table) for e in batch)), np.int32)
-        tokens: list[int] = []
-        for i, entry in enumerate(batch):
-            seq = entry.seq
-            tables[i, : len(seq.block_table)] = seq.block_table
-            start = seq.num_computed_tokens
-            tokens.extend(seq.token_slice(start, start + entry.num_new_tokens))
+        widths = np.fromiter((len(e.seq.block_table) for e in batch), np.int64, num)
         cu = np.zeros(num + 1, np.int64)
         np.cumsum(q_lens, out=cu[1:])
-        row = np.repeat(np.arange(num), q_lens)
-        positions = starts[row] + np.arange(len(tokens)) - cu[:-1][row]
-        slot_mapping = tables[row, positions // bs].astype(np.int64) * bs + positions % bs
-        context_lens = (starts + q_lens).astype(np.int32)
-        logits_indices = (cu[1:][samples] - 1).tolist()
+        total = int(cu[-1])
+        width = int(widths.max())
         is_decode = q_lens == 1
         nd = num if is_decode.all() else int(np.argmin(is_decode))  # decodes come first
-        dev = self.device
         has_prefill = nd < num
-
-        def put(a: np.ndarray) -> torch.Tensor:
-            return torch.from_numpy(np.ascontiguousarray(a)).to(dev)
-
+        num_samples = int(samples.sum())
+        gather = has_prefill or num_samples != num
+        fix = [] if pending is None else [
+            (int(cu[i]), e.seq.pending_row) for i, e in enumerate(batch) if e.seq.pending_step == pending.step
+        ]
+        # One int64 and one int32 host buffer (pinned on CUDA), each uploaded with one copy.
+        n64 = 3 * total + (num_samples if gather else 0) + 2 * len(fix)
+        n32 = num + num * width + (num - nd + 1 if has_prefill else 0)
+        pin = self.device.type == "cuda"
+        h64 = torch.empty(n64, dtype=torch.int64, pin_memory=pin)
+        h32 = torch.empty(n32, dtype=torch.int32, pin_memory=pin)
+        a64, a32 = h64.numpy(), h32.numpy()
+        ids, pos, slots = a64[:total], a64[total: 2 * total], a64[2 * total: 3 * total]
+        ctx, tables = a32[:num], a32[num: num + num * width].reshape(num, width)
+        if num_samples == num and nd == num:  # pure decode: one token each, the last one
+            ids[:] = np.fromiter((e.seq.last_token_id for e in batch), np.int64, num)
+        else:
+            tokens: list[int] = []
+            for entry in batch:
+                start = entry.seq.num_computed_tokens
+                tokens.extend(entry.seq.token_slice(start, start + entry.num_new_tokens))
+            ids[:] = tokens
+        np.maximum(ids, 0, out=ids)  # a pending token's placeholder: any valid id until the device fills it in
+        tables[:] = 0
+        mask = np.arange(width)[None, :] < widths[:, None]
+        tables[mask] = np.fromiter(itertools.chain.from_iterable(e.seq.block_table for e in batch), np.int32,
+                                   int(widths.sum()))
+        row = np.repeat(np.arange(num), q_lens) if has_prefill else np.arange(num)
+        pos[:] = starts[row] + np.arange(total) - cu[:-1][row]
+        slots[:] = tables[row, pos // bs].astype(np.int64) * bs + pos % bs
+        ctx[:] = starts + q_lens
+        at = 3 * total
+        if gather:
+            a64[at: at + num_samples] = (cu[1:] - 1)[samples]
+            at += num_samples
+        if fix:
+            a64[at: at + 2 * len(fix)] = np.asarray(fix, np.int64).T.reshape(-1)
+        if has_prefill:
+            a32[num + num * width:] = cu[nd:] - cu[nd]
+        dev = self.device
+        d64, d32 = h64.to(dev, non_blocking=True), h32.to(dev, non_blocking=True)
+        input_ids, slot_mapping = d64[:total], d64[2 * total: 3 * total]
+        if fix:
+            dst, src = d64[at: at + len(fix)], d64[at + len(fix): at + 2 * len(fix)]
+            input_ids[dst] = pending.tokens[src]
+        d_ctx, d_tables = d32[:num], d32[num: num + num * width].view(num, width)
         meta = AttentionMetadata(
-            slot_mapping=put(slot_mapping),
+            slot_mapping=slot_mapping,
             num_decodes=nd,
-            decode_block_tables=put(tables[:nd]) if nd else None,
-            decode_context_lens=put(context_lens[:nd]) if nd else None,
-            prefill_block_tables=put(tables[nd:]) if has_prefill else None,
-            prefill_cu_seqlens_q=put((cu[nd:] - cu[nd]).astype(np.int32)) if has_prefill else None,
-            prefill_context_lens=put(context_lens[nd:]) if has_prefill else None,
+            decode_block_tables=d_tables[:nd] if nd else None,
+            decode_context_lens=d_ctx[:nd] if nd else None,
+            prefill_block_tables=d_tables[nd:] if has_prefill else None,
+            prefill_cu_seqlens_q=d32[num + num * width:] if has_prefill else None,
+            prefill_context_lens=d_ctx[nd:] if has_prefill else None,
         )
-        input_ids = torch.tensor(tokens, dtype=torch.int64, device=dev)
-        return input_ids, put(positions), meta, logits_indices
+        logits_indices = d64[3 * total: 3 * total + num_samples] if gather else None
+        return input_ids, d64[total: 2 * total], meta, logits_indices, num_samples
+
+
+class PendingTokens:
+    """The tokens one launched step sampled: on CUDA still in flight (copied to pinned memory behind an event)."""
+
+    _steps = itertools.count(1)
+
+    def __init__(self, tokens: torch.Tensor, host: torch.Tensor, event) -> None:
+        self.step = next(PendingTokens._steps)  # tells sequences whose input token comes from this step
+        self.tokens = tokens  # [n] int64 on the model's device
+        self._host = host
+        self._event = event
+
+    @classmethod
+    def start(cls, tokens: torch.Tensor) -> PendingTokens:
+        if tokens.device.type != "cuda":
+            return cls(tokens, tokens, None)
+        host = torch.empty(tokens.shape, dtype=tokens.dtype, pin_memory=True)
+        host.copy_(tokens, non_blocking=True)
+        event = torch.cuda.Event()
+        event.record()
+        return cls(tokens, host, event)
+
+    @classmethod
+    def done(cls, tokens: torch.Tensor) -> PendingTokens:
+        return cls(tokens, tokens, None)
+
+    def tolist(self) -> list[int]:
+        if self._event is not None:
+            self._event.synchronize()  # the only host wait of a step
+        return self._host.tolist()
 
 
 def _resolve_device(name: str) -> torch.device:

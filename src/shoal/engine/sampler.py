@@ -11,11 +11,26 @@ def sample(
     logits: torch.Tensor, params: list[SamplingParams], generators: list[torch.Generator | None]
 ) -> list[int]:
     """logits [N, V] float32 -> one token id per row. Rows with a generator draw only from it."""
-    greedy = logits.argmax(dim=-1)
-    if all(p.greedy for p in params):
-        return greedy.tolist()
+    return sample_on_device(logits, params, generators).tolist()
+
+
+def upload(values: list, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """A small host list on `device` without a host wait (pinned staging on CUDA)."""
+    host = torch.tensor(values, dtype=dtype, pin_memory=device.type == "cuda")
+    return host.to(device, non_blocking=True)
+
+
+def sample_on_device(
+    logits: torch.Tensor, params: list[SamplingParams], generators: list[torch.Generator | None]
+) -> torch.Tensor:
+    """As `sample`, but the ids stay on the device [N] int64 and the host never waits for them."""
+    all_greedy = all(p.greedy for p in params)
+    any_greedy = all_greedy or any(p.greedy for p in params)
+    greedy = logits.argmax(dim=-1) if any_greedy else None
+    if all_greedy:
+        return greedy
     device = logits.device
-    temps = torch.tensor([p.temperature if not p.greedy else 1.0 for p in params], device=device)
+    temps = upload([p.temperature if not p.greedy else 1.0 for p in params], logits.dtype, device)
     logits = logits / temps[:, None]
     if any(p.top_k != -1 or p.top_p < 1.0 for p in params):
         logits = _top_k_top_p(logits, params)
@@ -26,15 +41,17 @@ def sample(
         if gen is not None:
             noise[i].exponential_(generator=gen)
     sampled = (probs / noise).argmax(dim=-1)
-    is_greedy = torch.tensor([p.greedy for p in params], device=device)
-    return torch.where(is_greedy, greedy, sampled).tolist()
+    if not any_greedy:
+        return sampled
+    is_greedy = upload([p.greedy for p in params], torch.bool, device)
+    return torch.where(is_greedy, greedy, sampled)
 
 
 def _top_k_top_p(logits: torch.Tensor, params: list[SamplingParams]) -> torch.Tensor:
     vocab = logits.shape[-1]
     device = logits.device
-    top_k = torch.tensor([p.top_k if p.top_k != -1 else vocab for p in params], device=device).clamp(max=vocab)
-    top_p = torch.tensor([p.top_p for p in params], device=device)
+    top_k = upload([p.top_k if p.top_k != -1 else vocab for p in params], torch.int64, device).clamp(max=vocab)
+    top_p = upload([p.top_p for p in params], torch.float32, device)
     sorted_logits, order = logits.sort(dim=-1, descending=True)
     rank = torch.arange(vocab, device=device)[None, :]
     drop = rank >= top_k[:, None]

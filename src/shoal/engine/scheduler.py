@@ -121,6 +121,10 @@ class Scheduler:
                 pass
         self.block_manager.free_table(seq.block_table)
 
+    def retire(self, seq: Sequence) -> None:
+        """Stop scheduling a sequence whose in-flight token is surely its last; finish() frees its blocks later."""
+        self.running.remove(seq)
+
     def commit(self, seq: Sequence) -> None:
         """Publish this sequence's newly computed full blocks to the prefix cache."""
         self.block_manager.commit(seq.block_table, seq.all_token_ids, seq.num_computed_tokens)

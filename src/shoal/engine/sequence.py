@@ -32,6 +32,9 @@ class Sequence:
     generator: Any = None  # torch.Generator for a seeded request
     num_sent_tokens: int = 0  # what earlier RequestOutputs already delivered
     num_sent_chars: int = 0
+    # Asynchronous scheduling: the last output token is still on the device, at this row of that launch.
+    pending_step: int = 0
+    pending_row: int = -1
 
     @property
     def all_token_ids(self) -> list[int]:
@@ -40,6 +43,10 @@ class Sequence:
     @property
     def num_tokens(self) -> int:
         return len(self.prompt_token_ids) + len(self.output_token_ids)
+
+    @property
+    def last_token_id(self) -> int:
+        return self.output_token_ids[-1] if self.output_token_ids else self.prompt_token_ids[-1]
 
     @property
     def num_uncomputed_tokens(self) -> int:
