@@ -3,8 +3,9 @@
 In one process the HTTP event loop and the engine's Python (scheduling, sampling bookkeeping, detokenizing) take
 turns on one GIL, so every microsecond spent streaming a token is a microsecond the engine does not step: with a
 small model on a fast GPU that costs ~40% of the throughput. Here the child runs `LLMEngine` and sends one message
-per step holding only what is new (token ids and text deltas); the parent rebuilds RequestOutputs, so both sides
-run in parallel. Same interface as `shoal.engine.AsyncLLM` (INTERFACES.md).
+per step holding only what is new (token ids and text deltas); the parent's event loop reads them (engine_pipe.py)
+and hands each request the outputs that arrived since it last looked, as one output, so both sides run in parallel
+and a stream that fell behind catches up in one chunk. Same interface as `shoal.engine.AsyncLLM` (INTERFACES.md).
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
-import threading
 import time
 import traceback
 from collections.abc import AsyncIterator, Callable
@@ -21,16 +21,27 @@ from pathlib import Path
 
 from shoal.engine.outputs import EngineStats, RequestMetrics, RequestOutput, RuntimeLimits, StepStats
 from shoal.engine.sampling_params import SamplingParams
+from shoal.engine.server.engine_pipe import MessageReader, write_message
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class _Stream:
-    queue: asyncio.Queue
     prompt_ids: list[int]
     token_ids: list[int] = field(default_factory=list)
     text: str = ""
+    pending: list[tuple] = field(default_factory=list)  # compact outputs not yet taken by the request
+    error: BaseException | None = None  # ends the request; outputs still pending are dropped
+    waiter: asyncio.Future | None = None  # set while the request waits for something to arrive
+
+    def deliver(self, item: tuple | BaseException) -> None:
+        if isinstance(item, BaseException):
+            self.error = item
+        else:
+            self.pending.append(item)
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
 
 
 class EngineProcess:
@@ -48,6 +59,7 @@ class EngineProcess:
         self._stats: EngineStats | None = None
         self._pending_adds = 0  # sent to the child, not yet reflected in its statistics
         self._failure: str | None = None
+        self._stopped = False  # the child said it stopped: its pipe closing is no failure
         self._proc = None
         self.tokenizer = None
         self.max_model_len: int | None = None
@@ -64,14 +76,15 @@ class EngineProcess:
         self._proc.start()
         cmd_recv.close()
         out_send.close()
-        kind, *payload = await asyncio.to_thread(self._out_recv.recv)
+        self._loop = asyncio.get_running_loop()
+        self._ready: asyncio.Future = self._loop.create_future()
+        self._transport, _ = await self._loop.connect_read_pipe(
+            lambda: MessageReader(self._on_messages, self._on_closed), self._out_recv)
+        kind, *payload = await self._ready
         if kind != "ready":
             raise RuntimeError(f"the engine process failed to start:\n{payload[0]}")
         self.max_model_len, self._limits, self._stats = payload
         self.tokenizer = Tokenizer(self.model_dir)
-        self._loop = asyncio.get_running_loop()
-        self._reader = threading.Thread(target=self._read, name="shoal-engine-reader", daemon=True)
-        self._reader.start()
 
     async def shutdown(self) -> None:
         if self._proc is None:
@@ -82,6 +95,7 @@ class EngineProcess:
         if self._proc.is_alive():
             self._proc.kill()
         self._proc = None
+        self._transport.close()
 
     # -- requests --------------------------------------------------------------------------
     async def generate(self, request_id: str, prompt: str | list[int], params: SamplingParams
@@ -92,21 +106,26 @@ class EngineProcess:
         if request_id in self._streams:
             raise ValueError(f"request_id {request_id!r} is already in use")
         ids = self.tokenizer.encode(prompt) if isinstance(prompt, str) else list(prompt)
-        stream = _Stream(asyncio.Queue(), ids)
+        stream = _Stream(ids)
         self._streams[request_id] = stream
         self._pending_adds += 1
         self._send(("add", request_id, ids, params, time.monotonic()))
         finished = False
         try:
             while True:
-                item = await stream.queue.get()
-                while not stream.queue.empty() and isinstance(item, RequestOutput):
-                    item = _merge(item, stream.queue.get_nowait())  # we fell behind: one output for the lot
-                if isinstance(item, BaseException):
+                if not stream.pending and stream.error is None:
+                    stream.waiter = self._loop.create_future()
+                    try:
+                        await stream.waiter
+                    finally:
+                        stream.waiter = None
+                if stream.error is not None:
                     finished = True
-                    raise item
-                finished = item.finished
-                yield item
+                    raise stream.error
+                items, stream.pending = stream.pending, []
+                out = _take(request_id, stream, items)  # fell behind: one output for all that came
+                finished = out.finished
+                yield out
                 if finished:
                     return
         finally:
@@ -121,43 +140,43 @@ class EngineProcess:
     def _send(self, command: tuple) -> None:
         self._cmd_send.send(command)
 
-    # -- the reader thread and the event loop side ------------------------------------------------
-    def _read(self) -> None:
-        while True:
-            try:
-                message = self._out_recv.recv()
-            except (EOFError, OSError):
-                message = ("failed", "the engine process exited")
-            self._loop.call_soon_threadsafe(self._dispatch, message)
-            if message[0] in ("failed", "stopped"):
-                return
+    # -- messages from the child, handled in the event loop ------------------------------------------
+    def _on_messages(self, messages: list) -> None:
+        for message in messages:
+            if not self._ready.done():
+                self._ready.set_result(message)
+            elif message[0] == "step":
+                self._on_step(*message[1:])
+            elif message[0] == "stopped":
+                self._stopped = True
+            elif message[0] == "failed":
+                self._fail(message[1])
 
-    def _dispatch(self, message: tuple) -> None:
-        kind = message[0]
-        if kind == "failed":
-            if self._proc is not None:  # not a shutdown we asked for
-                log.error("engine process failed: %s", message[1])
-                self._failure = message[1]
-                for stream in self._streams.values():
-                    stream.queue.put_nowait(RuntimeError(f"the engine process failed: {message[1]}"))
+    def _on_closed(self) -> None:
+        if not self._ready.done():
+            self._ready.set_result(("failed", "the engine process exited before it was ready"))
+        elif not self._stopped and self._proc is not None:  # not a shutdown we asked for
+            self._fail("the engine process exited")
+
+    def _fail(self, reason: str) -> None:
+        if self._failure is not None:
             return
-        if kind != "step":
-            return
-        _, outputs, errors, step_stats, stats, num_added = message
+        log.error("engine process failed: %s", reason)
+        self._failure = reason
+        for stream in self._streams.values():
+            stream.deliver(RuntimeError(f"the engine process failed: {reason}"))
+
+    def _on_step(self, outputs: list, errors: list, step_stats: StepStats | None, stats: EngineStats,
+                 num_added: int) -> None:
         self._stats = stats
         self._pending_adds -= num_added
-        for rid, new_ids, new_text, finished, reason, times in outputs:
-            stream = self._streams.get(rid)
-            if stream is None:
-                continue
-            stream.token_ids.extend(new_ids)
-            stream.text += new_text
-            stream.queue.put_nowait(RequestOutput(
-                rid, stream.prompt_ids, stream.token_ids, stream.text, new_ids, new_text, finished, reason,
-                RequestMetrics(*times)))
+        streams = self._streams
+        for compact in outputs:
+            if (stream := streams.get(compact[0])) is not None:
+                stream.deliver(compact)
         for rid, error in errors:
-            if (stream := self._streams.get(rid)) is not None:
-                stream.queue.put_nowait(ValueError(error))
+            if (stream := streams.get(rid)) is not None:
+                stream.deliver(ValueError(error))
         if step_stats is not None:
             for fn in list(self._listeners):
                 try:
@@ -212,12 +231,13 @@ def _engine_main(model_dir: str, kwargs: dict, commands, outputs) -> None:
     from shoal.engine.config import EngineConfig
     from shoal.engine.llm_engine import LLMEngine
 
+    out_fd = outputs.fileno()  # the Connection only carries the pipe; engine_pipe frames the messages
     try:
         engine = LLMEngine(EngineConfig(model_dir=model_dir, **kwargs))
     except BaseException:
-        outputs.send(("failed", traceback.format_exc()))
+        write_message(out_fd, ("failed", traceback.format_exc()))
         return
-    outputs.send(("ready", engine.max_model_len, engine.runtime_limits, engine.stats()))
+    write_message(out_fd, ("ready", engine.max_model_len, engine.runtime_limits, engine.stats()))
     try:
         while True:
             batch = [commands.recv()] if not engine.has_unfinished() else []  # idle: block for work
@@ -240,23 +260,30 @@ def _engine_main(model_dir: str, kwargs: dict, commands, outputs) -> None:
                 elif command[0] == "stop":
                     for rid in list(engine.requests):
                         engine.abort(rid)
-                    outputs.send(("stopped",))
+                    write_message(out_fd, ("stopped",))
                     return
             step_stats = None
             if engine.has_unfinished():
                 results += engine.step()
                 step_stats = engine.last_step_stats
-            outputs.send(("step", [_compact(o) for o in results], errors, step_stats, engine.stats(), num_added))
+            write_message(out_fd, ("step", [_compact(o) for o in results], errors, step_stats, engine.stats(),
+                                       num_added))
     except BaseException:
-        outputs.send(("failed", traceback.format_exc()))
+        write_message(out_fd, ("failed", traceback.format_exc()))
 
 
-def _merge(a: RequestOutput, b):
-    """Two successive outputs of one request as one (b is newer); an error stays an error."""
-    if isinstance(b, BaseException):
-        return b
-    return RequestOutput(b.request_id, b.prompt_token_ids, b.token_ids, b.text, a.new_token_ids + b.new_token_ids,
-                         a.new_text + b.new_text, b.finished, b.finish_reason, b.metrics)
+def _take(request_id: str, stream: _Stream, items: list[tuple]) -> RequestOutput:
+    """The compact outputs that came since the request last looked, as one RequestOutput (the newest's state)."""
+    if len(items) == 1:  # kept up: the common case
+        new_ids, new_text = items[0][1], items[0][2]
+    else:
+        new_ids = [token for item in items for token in item[1]]
+        new_text = "".join(item[2] for item in items)
+    stream.token_ids.extend(new_ids)
+    stream.text += new_text
+    _, _, _, finished, reason, times = items[-1]
+    return RequestOutput(request_id, stream.prompt_ids, stream.token_ids, stream.text, new_ids, new_text, finished,
+                         reason, RequestMetrics(*times))
 
 
 def _compact(out: RequestOutput) -> tuple:
