@@ -42,6 +42,9 @@ async def openai_errors(request: web.Request, handler):
         if exc.status < 400:
             raise
         return _error_response(APIError(exc.status, exc.reason or "error", type="invalid_request_error"))
+    except ConnectionResetError:  # the client hung up (e.g. before a stream's headers): no one to answer
+        log.debug("%s %s: client went away", request.method, request.path)
+        return web.Response(status=400)  # aiohttp's write of it fails quietly; raising would log a traceback
     except Exception as exc:  # a bug or a failed engine: logged with its traceback, answered as OpenAI JSON
         log.exception("%s %s failed", request.method, request.path)
         return _error_response(APIError(500, f"Internal error: {exc}", type="server_error"))

@@ -29,12 +29,14 @@ def required(body: dict, name: str) -> Any:
     return body[name]
 
 
-def boolean(body: dict, name: str, default: bool) -> bool:
+def boolean(body: dict, name: str, default: bool, param: str | None = None) -> bool:
+    """`param`: the field's full name when `body` is nested (e.g. `stream_options.include_usage`)."""
     value = body.get(name)
     if value is None:
         return default
     if not isinstance(value, bool):
-        raise bad_request(f"`{name}` must be a boolean, got {type(value).__name__}.", name)
+        param = param or name
+        raise bad_request(f"`{param}` must be a boolean, got {type(value).__name__}.", param)
     return value
 
 

@@ -144,8 +144,9 @@ def _common(body: dict, max_tokens: int | None) -> dict:
         if not isinstance(options, dict) or set(options) - {"include_usage", "continuous_usage_stats"}:
             raise bad_request("`stream_options` takes only `include_usage` and `continuous_usage_stats` (bools).",
                               "stream_options")
-        include_usage = f.boolean(options, "include_usage", False)
-        continuous_usage = f.boolean(options, "continuous_usage_stats", False)  # vLLM's: usage on every chunk
+        include_usage = f.boolean(options, "include_usage", False, "stream_options.include_usage")
+        # vLLM's: usage on every chunk
+        continuous_usage = f.boolean(options, "continuous_usage_stats", False, "stream_options.continuous_usage_stats")
     f.only_default(body, "presence_penalty", (0, 0.0), "no penalties")
     f.only_default(body, "frequency_penalty", (0, 0.0), "no penalties")
     f.only_default(body, "logit_bias", ({},), "no logit bias")
