@@ -294,3 +294,63 @@ def test_spec_from_inference_service():
     assert (spec.min_replicas, spec.max_replicas, spec.ttft_slo_s, spec.itl_slo_s) == (2, 6, 0.3, 0.04)
     assert (spec.max_num_seqs_cap, spec.max_num_batched_tokens_cap, spec.batch_tuning) == (128, 4096, False)
     assert spec.scale_down_stabilization_s == 120
+
+
+# --- the tuner's band against the ITL histogram's buckets ------------------------------------------------------------
+
+
+def _spec(itl_slo_s: float, ttft_slo_s: float = 0.5) -> PlannerSpec:
+    return PlannerSpec(min_replicas=1, max_replicas=10, ttft_slo_s=ttft_slo_s, itl_slo_s=itl_slo_s)
+
+
+def test_tuner_band_edges_sit_on_itl_bucket_bounds():
+    from shoal.engine.server.metrics import ITL_BUCKETS
+    from shoal.operator.planners import ITL_BUCKET_BOUNDS
+    from shoal.sim.promql import ITL_BUCKETS as SIM_ITL_BUCKETS
+
+    assert ITL_BUCKET_BOUNDS == tuple(ITL_BUCKETS) == SIM_ITL_BUCKETS  # one histogram, three readers
+    assert _spec(0.05).itl_band == (0.025, 0.015)  # the 50 ms SLO: the edge is 50% exactly, as before
+    assert _spec(0.04).itl_band[0] == 0.025  # 50% would be 20 ms, inside (10, 25]: the edge moves up to 25
+    assert _spec(0.1).itl_band == (0.05, 0.03)
+    for slo in (0.03, 0.035):  # the first bound above 50% (25 ms) is over 65% of the SLO: not resolvable
+        assert _spec(slo).itl_band is None and not _spec(slo).tunes_batches
+
+
+def test_tuner_does_not_chase_an_interpolated_p95_inside_a_bucket():
+    # 40 ms SLO: a p95 of 22 ms is 55% of it (above the old 50% edge) but inside the (10, 25] ms bucket
+    d = tune_batch_limits(snap(t=100, ttft=0.1, itl=0.022), BatchState(256, 8192), _spec(0.04))
+    assert not d.changed and d.reason.startswith("hold"), d.reason
+    d = tune_batch_limits(snap(t=100, ttft=0.1, itl=0.026), BatchState(256, 8192), _spec(0.04))
+    assert d.changed and d.state.max_num_batched_tokens < 8192, d.reason
+
+
+def test_unresolvable_itl_slo_holds_startup_limits_and_says_why():
+    spec = _spec(0.035, ttft_slo_s=0.3)
+    d = tune_batch_limits(snap(t=100, ttft=0.1, itl=0.03), BatchState(256, 1024), spec)
+    assert d.changed and (d.state.max_num_seqs, d.state.max_num_batched_tokens) == (256, 8192)
+    assert "batch tuning off" in d.reason and "no bucket bound" in d.reason and "35 ms" in d.reason
+    d = tune_batch_limits(snap(t=200, ttft=0.1, itl=0.03), d.state, spec)
+    assert not d.changed
+
+
+def test_budget_is_cut_only_while_itl_is_the_binding_slo():
+    # ITL above the band but TTFT nearer its SLO: a smaller budget would slow prefill, and TTFT sizes the fleet
+    d = tune_batch_limits(snap(t=100, ttft=0.45, itl=0.03), BatchState(256, 8192), SPEC)
+    assert not d.changed and d.reason.startswith("hold"), d.reason
+    # the same ITL with TTFT further from its SLO: cut
+    d = tune_batch_limits(snap(t=100, ttft=0.2, itl=0.03), BatchState(256, 8192), SPEC)
+    assert d.changed and d.state.max_num_batched_tokens == 6144, d.reason
+    # at the budget floor, the admission cap is cut only while ITL binds too
+    floor = BatchState(256, SPEC.min_num_batched_tokens)
+    assert not tune_batch_limits(snap(t=100, ttft=0.49, itl=0.045), floor, SPEC).changed
+    assert tune_batch_limits(snap(t=100, ttft=0.2, itl=0.045), floor, SPEC).state.max_num_seqs < 256
+
+
+def test_replica_planner_counts_itl_as_load_when_the_tuner_cannot_hold_it():
+    # ITL at 70% and TTFT at 20% of their SLOs, a loaded replica: with a tuner that holds ITL, TTFT is the load
+    # signal and there is room to learn a higher capacity; with an unresolvable ITL SLO the tuner is off, ITL counts
+    state = learned(10.0, rate=40)
+    tuned = plan_replicas(snap(t=15, rate=40, ttft=0.1, itl=0.035, ready=4), state, _spec(0.05))
+    untuned = plan_replicas(snap(t=15, rate=40, ttft=0.1, itl=0.0245, ready=4), state, _spec(0.035))
+    assert tuned.state.capacity_rps > 10.0, tuned.reason
+    assert untuned.state.capacity_rps == 10.0 and "capacity kept" in untuned.reason, untuned.reason

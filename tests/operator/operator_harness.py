@@ -5,48 +5,16 @@ from __future__ import annotations
 import itertools
 import json
 import shutil
-import time
-import urllib.error
-import urllib.request
+import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests"))  # http_json: the JSON HTTP helper tests/autoscale shares
+from http_json import Http, wait_for  # noqa: E402,F401  (re-exported: the operator tests import them from here)
+
 CRD = REPO / "crds" / "inferenceservice.yaml"
 names = itertools.count()  # unique namespace names
-
-
-class Http:
-    """Plain JSON calls to the API (what a kubelet or controller would do; never the kubernetes package)."""
-
-    def __init__(self, url: str):
-        self.url = url
-
-    def call(self, method: str, path: str, body: Any = None,
-             content_type: str = "application/merge-patch+json") -> tuple[int, Any]:
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(self.url + path, data=data, method=method,
-                                         headers={"Content-Type": content_type, "Accept": "application/json"})
-        try:
-            with urllib.request.urlopen(request, timeout=10) as resp:
-                return resp.status, json.loads(resp.read() or b"null")
-        except urllib.error.HTTPError as err:
-            return err.code, json.loads(err.read() or b"null")
-
-    def get(self, path: str) -> Any:
-        status, body = self.call("GET", path)
-        return body if status == 200 else None
-
-
-def wait_for(check: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
 
 
 def find_kubectl() -> str:

@@ -12,7 +12,8 @@ code. docs/autoscaling.md explains the choices; in short:
   HPA's idea, applied to the load), so a noisy flat load cannot make it oscillate.
 - Batch limits: a dead-band AIMD controller. ITL p95 near its SLO -> cut the token budget (long prefill chunks are
   what stretch a decode step), then the admission cap; TTFT near its SLO while ITL has room -> raise the budget;
-  requests waiting with room on both -> raise the admission cap.
+  requests waiting with room on both -> raise the admission cap. The band's upper edge sits on an ITL histogram
+  bucket bound: inside a bucket the p95 is interpolation, not measurement, and a band there is never reached.
 - No data is not zero: any missing signal holds everything and says so.
 """
 
@@ -33,6 +34,13 @@ BREACH_CUT = 0.75
 TARGET_UTILIZATION = 0.85  # plan replicas to run at this fraction of the learned capacity
 TUNE_ITL_HIGH = 0.5  # keep ITL well inside its SLO: a smaller token budget costs TTFT little until saturation
 TUNE_ITL_LOW = 0.3
+# above this share of the SLO a band edge sits too near NEAR_SLO, where the replica planner takes ITL as its load
+# signal: the two would answer the same breach, and the cuts only spread prefill over more steps
+TUNE_ITL_HIGH_MAX = 0.65
+# the engine's ITL histogram buckets (DESIGN: vLLM's); a p95 inside a bucket is interpolated, so the tuner's band
+# edge goes on a bound: p95 >= a bound means >= 5% of tokens really waited that long
+ITL_BUCKET_BOUNDS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0,
+                     40.0, 80.0)
 TUNE_TTFT_HIGH = 0.7
 QUEUE_DRAIN_S = 30.0  # waiting requests count as load to be served within this time
 TREND_GAIN = 0.15  # EWMA weight of the newest arrival-rate slope
@@ -95,6 +103,19 @@ class PlannerSpec:
             raise ValueError("engine.maxNumBatchedTokens must be >= the tuner's floor (512)")
         if self.min_num_seqs > self.max_num_seqs_cap:
             raise ValueError("engine.maxNumSeqs must be >= the tuner's floor (8)")
+
+    @property
+    def itl_band(self) -> tuple[float, float] | None:
+        """The tuner's ITL band in seconds (cut at or above the first, raise below the second), or None when the
+        histogram cannot resolve it: no bucket bound between TUNE_ITL_HIGH and TUNE_ITL_HIGH_MAX of the SLO."""
+        high = next((b for b in ITL_BUCKET_BOUNDS if b >= TUNE_ITL_HIGH * self.itl_slo_s * (1 - 1e-9)), None)
+        if high is None or high > TUNE_ITL_HIGH_MAX * self.itl_slo_s * (1 + 1e-9):
+            return None
+        return high, min(TUNE_ITL_LOW * self.itl_slo_s, high * TUNE_ITL_LOW / TUNE_ITL_HIGH)
+
+    @property
+    def tunes_batches(self) -> bool:
+        return self.batch_tuning and self.itl_band is not None
 
     @classmethod
     def from_service_spec(cls, spec: dict) -> PlannerSpec:
@@ -179,7 +200,7 @@ def plan_replicas(snap: MetricsSnapshot, state: ReplicaState, spec: PlannerSpec)
     ratio = max(ttft_ratio, itl_ratio)
     # while the tuner holds ITL inside the SLO, ITL says how the batch limits are set, not how loaded a replica
     # is; TTFT (queueing for the token budget) is then the load signal
-    load_ratio = ttft_ratio if spec.batch_tuning and itl_ratio < NEAR_SLO else ratio
+    load_ratio = ttft_ratio if spec.tunes_batches and itl_ratio < NEAR_SLO else ratio
     trend = state.rate_trend
     if state.last_rate is not None and state.last_time is not None and snap.time > state.last_time:
         slope = (rate - state.last_rate) / (snap.time - state.last_time)
@@ -286,30 +307,37 @@ class BatchDecision:
 
 
 def tune_batch_limits(snap: MetricsSnapshot, state: BatchState, spec: PlannerSpec) -> BatchDecision:
-    if not spec.batch_tuning:
+    band = spec.itl_band
+    if not spec.batch_tuning or band is None:
         initial = BatchState.initial(spec)
         changed = (initial.max_num_seqs, initial.max_num_batched_tokens) != (
             state.max_num_seqs, state.max_num_batched_tokens)
-        return BatchDecision(replace(initial, last_tune_time=state.last_tune_time), "batch tuning disabled", changed)
+        why = "batch tuning disabled" if not spec.batch_tuning else (
+            f"batch tuning off, startup limits held: the ITL histogram has no bucket bound between "
+            f"{TUNE_ITL_HIGH:.0%} and {TUNE_ITL_HIGH_MAX:.0%} of the {spec.itl_slo_s * 1000:g} ms ITL SLO to tune against")
+        return BatchDecision(replace(initial, last_tune_time=state.last_tune_time), why, changed)
     missing = snap.missing()
     if missing:
         return BatchDecision(state, f"hold: no data (missing {', '.join(missing)})")
     if state.last_tune_time is not None and snap.time - state.last_tune_time < spec.tune_cooldown_s:
         return BatchDecision(state, "hold: waiting for the last change to show in the metrics")
     ttft, itl = snap.latency_ratio(spec)
+    itl_high, itl_low = (edge / spec.itl_slo_s for edge in band)
     seqs, tokens = state.max_num_seqs, state.max_num_batched_tokens
     ready = max(snap.ready_replicas, 1)
-    if itl >= TUNE_ITL_HIGH and tokens > spec.min_num_batched_tokens:
+    # both cuts buy ITL with TTFT and replicas are sized on the larger ratio: cut only while ITL is that one
+    itl_binds = itl >= itl_high and itl > ttft
+    if itl_binds and tokens > spec.min_num_batched_tokens:
         tokens = max(spec.min_num_batched_tokens, _round_down(tokens * 0.75, 256))
-        why = f"ITL p95 at {itl:.0%} of SLO: cut token budget (shorter prefill chunks per step)"
-    elif itl >= NEAR_SLO:  # the cap is the last resort: it buys ITL with queueing
+        why = f"ITL p95 at {itl:.0%} of SLO, TTFT at {ttft:.0%}: cut token budget (shorter prefill chunks per step)"
+    elif itl_binds and itl >= NEAR_SLO and tokens <= spec.min_num_batched_tokens:  # the last resort: queueing
         seqs = max(spec.min_num_seqs, int(seqs * 0.8))
         why = f"ITL p95 at {itl:.0%} of SLO, token budget at its floor: cut admission cap"
-    elif snap.waiting >= ready and itl < TUNE_ITL_HIGH and snap.running >= 0.9 * seqs * ready:
+    elif snap.waiting >= ready and itl < itl_high and snap.running >= 0.9 * seqs * ready:
         # requests queue at the cap while ITL has room: that queueing is what TTFT pays for
         seqs = min(spec.max_num_seqs_cap, int(math.ceil(seqs * 1.25)))
         why = f"{snap.waiting:.0f} waiting at the admission cap with ITL at {itl:.0%} of SLO: raise admission cap"
-    elif ttft >= TUNE_TTFT_HIGH and itl < TUNE_ITL_LOW:
+    elif ttft >= TUNE_TTFT_HIGH and itl < itl_low:
         tokens = min(spec.max_num_batched_tokens_cap, _round_down(tokens * 1.25 + 255, 256))
         why = f"TTFT p95 at {ttft:.0%} of SLO with ITL at {itl:.0%}: raise token budget (prefill faster)"
     else:
