@@ -40,11 +40,12 @@ def common_prefix(a, b):
     return n
 
 
-def greedy_tokens(model_dir, device, dtype, prompts, max_tokens, graphs="1"):
+def greedy_tokens(model_dir, device, dtype, prompts, max_tokens, graphs="1", async_scheduling=None):
     from shoal.engine import LLM, SamplingParams
 
     os.environ["SHOAL_CUDA_GRAPHS"] = graphs  # read when the model runner starts
-    llm = LLM(model_dir, device=device, dtype=dtype, max_num_seqs=8, kv_cache_tokens=4096, max_model_len=2048)
+    llm = LLM(model_dir, device=device, dtype=dtype, max_num_seqs=8, kv_cache_tokens=4096, max_model_len=2048,
+              async_scheduling=async_scheduling)
     outs = llm.generate(prompts, SamplingParams(temperature=0.0, max_tokens=max_tokens, ignore_eos=True))
     del llm
     free_gpu()
@@ -54,9 +55,12 @@ def greedy_tokens(model_dir, device, dtype, prompts, max_tokens, graphs="1"):
 def agreement(model_dir, prompts, max_tokens=32):
     ref = greedy_tokens(model_dir, "cpu", "float32", prompts, max_tokens)
     rows = {}
-    for label, dtype, graphs in (("cuda float32, graphs", "float32", "1"), ("cuda bfloat16, graphs", "bfloat16", "1"),
-                                 ("cuda bfloat16, eager", "bfloat16", "0")):
-        got = greedy_tokens(model_dir, "cuda", dtype, prompts, max_tokens, graphs)
+    # CUDA runs asynchronous scheduling by default; one row runs it synchronously for comparison.
+    for label, dtype, graphs, overlap in (("cuda float32, graphs", "float32", "1", None),
+                                          ("cuda float32, graphs, sync", "float32", "1", False),
+                                          ("cuda bfloat16, graphs", "bfloat16", "1", None),
+                                          ("cuda bfloat16, eager", "bfloat16", "0", None)):
+        got = greedy_tokens(model_dir, "cuda", dtype, prompts, max_tokens, graphs, overlap)
         rows[label] = [common_prefix(a, b) for a, b in zip(got, ref)]
         print(f"  {label:<24} leading tokens equal to CPU float32 (of {max_tokens}): {rows[label]}", flush=True)
     os.environ["SHOAL_CUDA_GRAPHS"] = "1"
@@ -87,8 +91,8 @@ def smollm2_dir():
         return None
 
 
-def nano_vllm(shape, profile=False):
-    argv = ["--model-shape", shape, "--device", "cuda", "--out", os.devnull]
+def nano_vllm(shape, profile=False, overlap="auto"):
+    argv = ["--model-shape", shape, "--device", "cuda", "--out", os.devnull, "--async-scheduling", overlap]
     if profile:  # where the host spends a step: the top of cProfile's table
         import cProfile
         import pstats
@@ -102,8 +106,11 @@ def nano_vllm(shape, profile=False):
     else:
         result = et.main(argv)
     free_gpu()
+    print(f"  {shape} async_scheduling={overlap}: {result['shoal']['output_tok_s']:.0f} out tok/s, "
+          f"{100 * result['roofline']['fraction']:.1f}% of roofline", flush=True)
     return {"out_tok_per_s": result["shoal"]["output_tok_s"], "roofline_fraction": result["roofline"]["fraction"],
-            "shoal": result["shoal"], "roofline": result["roofline"], "under_cprofile": profile}
+            "shoal": result["shoal"], "roofline": result["roofline"], "under_cprofile": profile,
+            "async_scheduling": overlap}
 
 
 def hf_compare(shape, shoal_tok_s, hf_seqs, hf_max_output):
@@ -120,8 +127,9 @@ def hf_compare(shape, shoal_tok_s, hf_seqs, hf_max_output):
         with tempfile.TemporaryDirectory() as d:
             (Path(d) / "config.json").write_text(json.dumps(cfg))
             config = AutoConfig.from_pretrained(d)
-        model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16, attn_implementation="paged|sdpa")
-        model = model.to("cuda").eval()
+        with torch.device("cuda"):  # random init on the card: an 8B model initialised on the host takes minutes
+            model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16, attn_implementation="paged|sdpa")
+        model = model.eval()
         gen = GenerationConfig(do_sample=True, temperature=0.6, max_new_tokens=hf_max_output, eos_token_id=None,
                                pad_token_id=0)
         with torch.no_grad():
@@ -145,7 +153,7 @@ def hf_compare(shape, shoal_tok_s, hf_seqs, hf_max_output):
                    "transformers": transformers.__version__}}
 
 
-def batch1_decode(shape="llama-3.1-8b", prompt_len=128, new_tokens=256):
+def batch1_decode(shape="llama-3.1-8b", prompt_len=128, new_tokens=256, async_scheduling=None):
     """Seconds per generated token of one sequence (after its first token), against the time to read
     every weight that a step streams (the embedding table is only gathered) at copy bandwidth."""
     from shoal.engine import LLM, SamplingParams
@@ -153,7 +161,7 @@ def batch1_decode(shape="llama-3.1-8b", prompt_len=128, new_tokens=256):
     with tempfile.TemporaryDirectory() as d:
         (Path(d) / "config.json").write_text(json.dumps(et.SHAPES[shape]))
         llm = LLM(d, device="cuda", dtype="bfloat16", load_format="dummy", max_num_seqs=8, kv_cache_tokens=8192,
-                  max_model_len=4096)
+                  max_model_len=4096, async_scheduling=async_scheduling)
         params = SamplingParams(temperature=0.0, max_tokens=new_tokens, ignore_eos=True)
         llm.generate([[7] * 16], SamplingParams(max_tokens=4))  # warm-up
         out = llm.generate([list(range(1, prompt_len + 1))], params)[0]
@@ -167,20 +175,22 @@ def batch1_decode(shape="llama-3.1-8b", prompt_len=128, new_tokens=256):
     bw = et.copy_bandwidth("cuda", 1 << 30)
     floor = weights / bw
     return {"ms_per_token": per_token * 1e3, "weight_bytes": weights, "copy_GBps": bw / 1e9,
-            "floor_ms": floor * 1e3, "ratio_to_floor": per_token / floor}
+            "floor_ms": floor * 1e3, "ratio_to_floor": per_token / floor, "async_scheduling": async_scheduling}
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--json", default="bench/results/engine_throughput_gpu.json")
-    ap.add_argument("--skip", default="", help="comma list of parts to skip: agree,qwen,llama,batch1,hf")
+    ap.add_argument("--json", default="bench/results/engine_throughput_gpu.json", help="every measurement")
+    ap.add_argument("--summary", default="bench/results/engine_throughput.json",
+                    help="issue 5's summary: per model shape out_tok_per_s, roofline_fraction, hf_out_tok_per_s, "
+                         "ratio_vs_hf, plus card and versions")
+    ap.add_argument("--skip", default="", help="comma list of parts to skip: " + ",".join(PARTS))
     ap.add_argument("--repeat", type=int, default=1, help="runs of each nano-vllm shape")
     ap.add_argument("--only", default="", help="comma list of the parts to run (and 'profile' to profile qwen)")
     args = ap.parse_args()
     skip = set(filter(None, args.skip.split(",")))
-    parts = {"agree", "qwen", "llama", "batch1", "hf"}
     if args.only:
-        skip |= parts - set(args.only.split(","))
+        skip |= set(PARTS) - set(args.only.split(","))
     import transformers
     import triton
 
@@ -193,6 +203,7 @@ def main():
 
     def save():  # after every part, so a run cut short keeps what it measured
         out.write_text(json.dumps(result, indent=2, default=str) + "\n")
+        Path(args.summary).write_text(json.dumps(summary(result), indent=2) + "\n")
 
     if "agree" not in skip:
         print("== greedy agreement with the CPU float32 path", flush=True)
@@ -210,26 +221,52 @@ def main():
                 again = nano_vllm(shape)
                 result[shape].setdefault("repeats_out_tok_per_s", []).append(again["out_tok_per_s"])
             save()
+        if f"{key}-sync" not in skip:  # the same run with host and device in turn, as before async scheduling
+            result[f"{shape}_sync"] = nano_vllm(shape, overlap="off")
+            save()
     if "batch1" not in skip:
         print("== Llama-3.1-8B shape, batch-1 decode", flush=True)
-        result["llama-3.1-8b_batch1"] = batch1_decode()
-        print(f"  {json.dumps(result['llama-3.1-8b_batch1'])}", flush=True)
+        for key, overlap in (("llama-3.1-8b_batch1", None), ("llama-3.1-8b_batch1_sync", False)):
+            result[key] = batch1_decode(async_scheduling=overlap)
+            print(f"  {key}: {json.dumps(result[key])}", flush=True)
         save()
-    if "hf" not in skip:
-        print("== transformers continuous batching, qwen3-0.6b shape", flush=True)
-        row = result.setdefault("qwen3-0.6b", {})
-        row.update(hf_compare("qwen3-0.6b", row.get("out_tok_per_s") or float("nan"), 64, 128))
-        save()
+    for shape, key in (("qwen3-0.6b", "hf"), ("llama-3.1-8b", "hf-llama")):
+        if key not in skip:
+            print(f"== transformers continuous batching, {shape} shape", flush=True)
+            row = result.setdefault(shape, {})
+            row.update(hf_compare(shape, row.get("out_tok_per_s") or float("nan"), 64, 128))
+            save()
     print("\n== summary")
+    for shape in ("qwen3-0.6b", "qwen3-0.6b_sync", "llama-3.1-8b", "llama-3.1-8b_sync"):
+        r = result.get(shape)
+        if r and "out_tok_per_s" in r:
+            hf = r.get("hf_out_tok_per_s")
+            print(f"{shape:>18}: {r['out_tok_per_s']:.0f} out tok/s {r.get('repeats_out_tok_per_s', '')}, "
+                  f"{100 * r['roofline_fraction']:.1f}% of roofline, HF {hf and round(hf, 1)} tok/s, "
+                  f"ratio {r.get('ratio_vs_hf') and round(r['ratio_vs_hf'], 1)}")
+    for key in ("llama-3.1-8b_batch1", "llama-3.1-8b_batch1_sync"):
+        b = result.get(key)
+        if b:
+            print(f"{key}: {b['ms_per_token']:.2f} ms/token vs floor {b['floor_ms']:.2f} ms "
+                  f"({b['ratio_to_floor']:.3f}x)")
+
+
+PARTS = ("agree", "qwen", "qwen-sync", "llama", "llama-sync", "batch1", "hf", "hf-llama")
+
+
+def summary(result: dict) -> dict:
+    """The fields issue 5 asks for, per model shape, from the full result."""
+    out = {k: result[k] for k in ("card", "date", "versions", "command")}
     for shape in ("qwen3-0.6b", "llama-3.1-8b"):
         r = result.get(shape)
         if r and "out_tok_per_s" in r:
-            print(f"{shape:>14}: {r['out_tok_per_s']:.0f} out tok/s, {100 * r['roofline_fraction']:.1f}% of roofline, "
-                  f"HF {r.get('hf_out_tok_per_s')} tok/s, ratio {r.get('ratio_vs_hf')}")
+            out[shape] = {k: r.get(k) for k in ("out_tok_per_s", "roofline_fraction", "hf_out_tok_per_s",
+                                                 "ratio_vs_hf")}
+            out[shape]["hf_workload"] = "first 64 prompts, 128 new tokens each" if r.get("hf") else None
     b = result.get("llama-3.1-8b_batch1")
     if b:
-        print(f"llama-3.1-8b batch 1: {b['ms_per_token']:.2f} ms/token vs floor {b['floor_ms']:.2f} ms "
-              f"({b['ratio_to_floor']:.2f}x)")
+        out["llama-3.1-8b_batch1"] = {k: b[k] for k in ("ms_per_token", "floor_ms", "ratio_to_floor")}
+    return out
 
 
 if __name__ == "__main__":

@@ -86,7 +86,7 @@ def run_shoal(model_dir, args, prompts, outputs):
     llm = LLM(
         model_dir, device=args.device, dtype=args.dtype, load_format="dummy", max_num_seqs=args.max_num_seqs,
         max_num_batched_tokens=args.max_num_batched_tokens, kv_cache_tokens=args.kv_cache_tokens,
-        max_model_len=args.max_input + args.max_output,
+        max_model_len=args.max_input + args.max_output, async_scheduling=args.async_scheduling,
     )
     params = [SamplingParams(temperature=0.6, max_tokens=n, ignore_eos=True) for n in outputs]
     llm.generate([prompts[0][:16]], SamplingParams(max_tokens=2))  # warm-up, not timed
@@ -158,8 +158,15 @@ def main(argv=None) -> dict:
     ap.add_argument("--cpu-threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
     ap.add_argument("--hf-compare", action="store_true", help="also run transformers' continuous batching")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "engine_throughput.json"))
+    ap.add_argument("--async-scheduling", choices=["auto", "on", "off"], default="auto",
+                    help="overlap host work with the device (auto: on for CUDA)")
+    ap.add_argument("--out", default=None, help="default: bench/results/engine_throughput_<shape>_<device>.json "
+                    "(engine_throughput.json itself is the GPU summary that bench/engine_gpu.py writes)")
     args = ap.parse_args(argv)
+    args.async_scheduling = {"auto": None, "on": True, "off": False}[args.async_scheduling]
+    if args.out is None:
+        device_kind = "gpu" if args.device.startswith("cuda") else "cpu"
+        args.out = str(Path(__file__).parent / "results" / f"engine_throughput_{args.model_shape}_{device_kind}.json")
     if args.cpu_threads:
         torch.set_num_threads(args.cpu_threads)  # both engines run in this process, so both get it
     args.dtype = args.dtype or ("bfloat16" if args.device.startswith("cuda") else "float32")
@@ -187,7 +194,7 @@ def main(argv=None) -> dict:
         "device": args.device, "device_name": _device_name(args.device), "torch": torch.__version__,
         "model_shape": args.model_shape, "dtype": args.dtype, "num_seqs": args.num_seqs,
         "input_range": [args.min_input, args.max_input], "output_range": [args.min_output, args.max_output],
-        "cpu_threads": torch.get_num_threads(), "shoal": shoal, "roofline": roofline, "hf": hf,
+        "cpu_threads": torch.get_num_threads(), "async_scheduling": args.async_scheduling, "shoal": shoal, "roofline": roofline, "hf": hf,
         "ratio_to_hf": shoal["output_tok_s"] / hf["output_tok_s"] if hf and "error" not in hf else None,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

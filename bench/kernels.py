@@ -151,6 +151,46 @@ def bench_decode_shape(batch, ctx, sweep, copy, gen):
     return row
 
 
+SPLIT_VARIANTS = [
+    {"label": "default"},
+    {"label": "merge_block_d=32", "merge_block_d": 32},
+    {"label": "merge_block_d=64", "merge_block_d": 64},
+    {"label": "fused_merge", "fused_merge": True},
+    {"label": "fused, waves=2", "fused_merge": True, "waves": 2.0},
+    {"label": "fused, waves=8", "fused_merge": True, "waves": 8.0},
+    {"label": "fused, block_n=64 stages=3", "fused_merge": True, "block_n": 64, "num_stages": 3},
+    {"label": "fused, block_n=32 stages=4", "fused_merge": True, "block_n": 32, "num_stages": 4},
+    {"label": "fused, block_n=64 stages=4 warps=8", "fused_merge": True, "block_n": 64, "num_stages": 4,
+     "num_warps": 8},
+    {"label": "fused, block_n=16 stages=5 warps=2", "fused_merge": True, "block_n": 16, "num_stages": 5,
+     "num_warps": 2},
+    {"label": "merge_block_d=32, block_n=64 stages=3", "merge_block_d": 32, "block_n": 64, "num_stages": 3},
+]
+
+
+def bench_split_variants(copy, gen, shapes=((1, 32768), (8, 16384))):
+    """The split-KV shapes under merge/launch variants, each checked against the reference first."""
+    rows = {}
+    for batch, ctx in shapes:
+        q, k_cache, v_cache, tables, lens = decode_case(batch, ctx, gen)
+        scale = D**-0.5
+        ref = K.paged_decode_attention_ref(q, k_cache, v_cache, tables, lens, scale)
+        row = {"copy_same_bytes_ms": copy_ms(kv_bytes(batch, ctx)), "variants": []}
+        for v in SPLIT_VARIANTS:
+            kw = {k: x for k, x in v.items() if k != "label"}
+            fn = lambda: K.paged_decode_attention(q, k_cache, v_cache, tables, lens, scale, **kw)  # noqa: E731
+            err = max(rel_err(fn(), ref), rel_err(fn(), ref))  # twice: a fused merge must reset its counters
+            ms = median_ms(fn) if err < 1e-2 else None
+            frac = None if ms is None else kv_bytes(batch, ctx) / (ms * 1e-3) / 1e12 / copy
+            row["variants"].append({"label": v["label"], "ms": ms, "rel_err": err, "frac_of_copy": frac})
+            print(f"  {batch}x{ctx} {v['label']:<40} {'-' if ms is None else f'{ms:.4f}'} ms "
+                  f"frac {'-' if frac is None else f'{frac:.3f}'} err {err:.1e}", flush=True)
+        rows[f"{batch}x{ctx}"] = row
+        del q, k_cache, v_cache, tables
+        torch.cuda.empty_cache()
+    return rows
+
+
 def rel_err(out, ref):
     return ((out.float() - ref.float()).norm() / ref.float().norm()).item()
 
@@ -235,6 +275,8 @@ def main():
     ap.add_argument("--sweep", action="store_true")
     ap.add_argument("--json", default="bench/results/kernels.json")
     ap.add_argument("--skip-checks", action="store_true")
+    ap.add_argument("--variants", action="store_true",
+                    help="only the split-KV shapes under merge/launch variants -> bench/results/kernels_variants.json")
     args = ap.parse_args()
     gen = torch.Generator(device="cuda").manual_seed(0)
     card = torch.cuda.get_device_name(0)
@@ -243,6 +285,11 @@ def main():
         check_all()
     copy = copy_tbps()
     print(f"copy bandwidth: {copy:.3f} TB/s", flush=True)
+    if args.variants:
+        out = {"card": card, "versions": versions(), "copy_TBps": copy, "shapes": bench_split_variants(copy, gen),
+               "command": "PYTHONPATH=src python3 bench/kernels.py --variants"}
+        Path(args.json).with_name("kernels_variants.json").write_text(json.dumps(out, indent=2) + "\n")
+        return
     shapes = {}
     for batch, ctx in SHAPES:
         shapes[f"{batch}x{ctx}"] = bench_decode_shape(batch, ctx, args.sweep, copy, gen)
