@@ -107,6 +107,13 @@ class FaultProxy:
         self._site = web.TCPSite(self.runner, "127.0.0.1", self.port, reuse_address=True)
         await self._site.start()
 
+    async def _stop_listening(self) -> None:
+        """Refuse new connections and drop the open ones (a client's keep-alive must not outlive the server)."""
+        await self._site.stop()
+        self._site = None
+        for connection in list(self.runner.server.connections):
+            connection.force_close()
+
     async def _query(self, request: web.Request) -> web.Response:
         fault = self.fault
         self.served[fault or "pass"] = self.served.get(fault or "pass", 0) + 1
@@ -124,8 +131,7 @@ class FaultProxy:
         if fault is not None and fault not in FAULTS:
             raise ValueError(f"unknown fault {fault!r}; known: {FAULTS}")
         if fault == "down" and self._site is not None:
-            self._run(self._site.stop())
-            self._site = None
+            self._run(self._stop_listening())
         elif fault != "down" and self._site is None:
             self._run(self._listen())
         self.fault = fault

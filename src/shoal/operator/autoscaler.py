@@ -163,7 +163,10 @@ def metrics_condition(snap: MetricsSnapshot, metrics: ServiceMetrics) -> tuple[s
     missing = snap.missing()
     kind = metrics.failure_of(missing)
     reason = "MetricsMissing" if kind in ("", NO_SERIES, NO_SAMPLES) else kind
-    detail = "; ".join(f"{k}: {metrics.errors.get(k, 'no data')}" for k in missing)
+    by_why: dict[str, list[str]] = {}
+    for name in missing:
+        by_why.setdefault(metrics.errors.get(name, "no data"), []).append(name)
+    detail = "; ".join(f"{', '.join(names)}: {why}" for why, names in by_why.items())
     return "False", reason, f"holding the replica count and batch limits; {detail}"[:MAX_MESSAGE]
 
 
