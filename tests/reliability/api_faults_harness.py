@@ -87,14 +87,15 @@ class OperatorProcess:
     """`shoal operator` in its own process, identified by the bearer token of its own kubeconfig."""
 
     def __init__(self, workdir: Path, api_url: str, token: str, prometheus_url: str | None = None,
-                 control_period_s: float = 1.0):
+                 control_period_s: float = 1.0, namespace: str | None = None):
         from shoal.fleet.apiserver import kubeconfig_text
 
         self.token = token
         self.metrics_port = free_port()
         kubeconfig = workdir / f"kubeconfig-{token}"
         kubeconfig.write_text(kubeconfig_text(api_url, token=token))
-        command = [sys.executable, "-m", "shoal", "operator", "--all-namespaces", "--standalone",
+        scope = ["--namespace", namespace] if namespace else ["--all-namespaces"]
+        command = [sys.executable, "-m", "shoal", "operator", *scope, "--standalone",
                    "--liveness-port", "0", "--metrics-port", str(self.metrics_port),
                    "--control-period", str(control_period_s)]
         if prometheus_url:
@@ -257,14 +258,23 @@ class WorkloadCounts:
 
 
 def run_workload(api: Api, changes: int, seed: int, namespaces: tuple[str, ...], pool: int,
-                 pace_s: float = 0.0) -> WorkloadCounts:
-    """`changes` creates, updates and deletes of InferenceServices over a pool of names (seeded): every change
-    asks for a reconcile. Deleted names come back later, as new objects with new uids."""
+                 pace_s: float = 0.0, until: Callable[[], bool] = lambda: True,
+                 max_changes: int | None = None) -> WorkloadCounts:
+    """At least `changes` creates, updates and deletes of InferenceServices over a pool of names (seeded), and
+    more until `until()` holds (checked every 10 changes, up to `max_changes`): every change asks for a reconcile.
+    Deleted names come back later, as new objects with new uids."""
     rng = random.Random(seed)
     live: set[tuple[str, str]] = set()
     names = [(ns, f"svc-{i:03d}") for i in range(pool) for ns in namespaces][:pool]
     counts = WorkloadCounts()
-    while counts.changes < changes:
+    limit = max_changes or changes * 10
+
+    def more() -> bool:
+        if counts.changes < changes:
+            return True
+        return counts.changes < limit and (counts.changes % 10 != 0 or not until())
+
+    while more():
         ns, name = rng.choice(names)
         path = f"/apis/shoal.dev/v1alpha1/namespaces/{ns}/inferenceservices"
         if (ns, name) not in live:
@@ -294,11 +304,15 @@ def fault_report(api: Api) -> dict:
     return api.get("/debug/faults")
 
 
-def faults_config(rate: float, seed: int, hang_s: float = 0.5, watch_drop_after_s: float = 5.0):
+def faults_config(rate: float, seed: int, watch_drop: float, hang_s: float = 0.5, watch_drop_after_s: float = 5.0):
+    """`rate` of the operator's calls fail (409/429/500/timeout evenly); `watch_drop` of its watch streams are cut."""
+    import dataclasses
+
     from shoal.fleet.apiserver import FaultConfig
 
-    return FaultConfig.uniform(rate, seed=seed, hang_s=hang_s, watch_drop_after_s=watch_drop_after_s,
-                               user_agents=OPERATOR_AGENTS)
+    uniform = FaultConfig.uniform(rate, seed=seed, hang_s=hang_s, watch_drop_after_s=watch_drop_after_s,
+                                  user_agents=OPERATOR_AGENTS)
+    return dataclasses.replace(uniform, watch_drop=watch_drop)
 
 
 @dataclass
@@ -323,20 +337,24 @@ class FaultRun:
                 "seconds_to_converge": round(self.seconds_to_converge, 1), "seconds": round(self.seconds, 1)}
 
 
-def run_fault_campaign(workdir: Path, changes: int, rate: float, seed: int, pool: int,
-                       namespaces: tuple[str, ...] = ("rel-a", "rel-b"), pace_s: float = 0.01,
-                       converge_timeout: float = 300.0) -> FaultRun:
-    """The emulator failing `rate` of the operator's calls; the real operator; `changes` changes; the verdict."""
+def run_fault_campaign(workdir: Path, reconciles: int, rate: float, seed: int, pool: int,
+                       watch_drop: float = 0.3, namespaces: tuple[str, ...] = ("rel-a", "rel-b"),
+                       pace_s: float = 0.01, converge_timeout: float = 300.0) -> FaultRun:
+    """The emulator failing `rate` of the operator's calls; the real operator; changes to InferenceServices until
+    the operator has run `reconciles` reconciles (at least that many changes); then the verdict."""
     from shoal.fleet.apiserver.process import start_apiserver
 
     started = time.monotonic()
-    with start_apiserver(workdir, manifests=(CRD,), faults=faults_config(rate, seed)) as emulator:
+    with start_apiserver(workdir, manifests=(CRD,), faults=faults_config(rate, seed, watch_drop)) as emulator:
         api = Api(emulator.url)
         api.create("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", SERVICEMONITOR_CRD)
         create_namespaces(api, namespaces)
         operator = OperatorProcess(workdir, emulator.url, token="operator")
         try:
-            counts = run_workload(api, changes, seed, namespaces, pool, pace_s)
+            counts = run_workload(api, reconciles, seed, namespaces, pool, pace_s,
+                                  until=lambda: operator.reconciles() >= reconciles)
+            if operator.reconciles() < reconciles:
+                raise AssertionError(f"{counts.changes} changes made only {operator.reconciles()} reconciles")
             final, seconds = wait_converged(api, monitoring=True, timeout=converge_timeout)
             reconciles = operator.reconciles()
             if operator.process.poll() is not None:

@@ -89,6 +89,16 @@ def _why(kind: str, desired: dict[str, Any], actual: dict[str, Any]) -> str:
     return "drifted from the spec"
 
 
+def tuned_limits(status: dict[str, Any]) -> dict[str, str] | None:
+    """The batch limits the tuner recorded in status.batch (once it has tuned), as ConfigMap data. The tuner writes
+    status first, so after a crash between that write and the ConfigMap's, the ConfigMap is brought in line here."""
+    batch = status.get("batch") or {}
+    seqs, tokens = batch.get("maxNumSeqs"), batch.get("maxNumBatchedTokens")
+    if batch.get("tunedAt") is None or not isinstance(seqs, int) or not isinstance(tokens, int):
+        return None
+    return {labels.RUNTIME_MAX_NUM_SEQS: str(seqs), labels.RUNTIME_MAX_NUM_BATCHED_TOKENS: str(tokens)}
+
+
 def plan(isvc: dict[str, Any], config: OperatorConfig, observed: Callable[[kube.Kind, str], dict | None],
          monitoring: bool) -> Plan:
     """Pure: what to create or patch so the children match the spec. `observed(kind, name)` gives the
@@ -97,8 +107,9 @@ def plan(isvc: dict[str, Any], config: OperatorConfig, observed: Callable[[kube.
     replicas = desired_replicas(spec, isvc.get("status") or {})
     name = isvc["metadata"]["name"]
     runtime = observed(kube.CONFIGMAP, labels.runtime_configmap_name(name))
+    runtime_data = tuned_limits(isvc.get("status") or {}) or (runtime or {}).get("data")
     result = Plan(replicas=replicas)
-    for kind, desired in desired_children(isvc, spec, config, replicas, (runtime or {}).get("data"), monitoring):
+    for kind, desired in desired_children(isvc, spec, config, replicas, runtime_data, monitoring):
         child_name = desired["metadata"]["name"]
         actual = observed(kind, child_name)
         if actual is None:
@@ -145,6 +156,26 @@ async def _write_status(isvc: dict[str, Any], status: dict[str, Any], client: ku
                                                        subresource="status"))
 
 
+def controlled(isvc: dict[str, Any]) -> bool:
+    """Whether the control loop (autoscaler.py) writes this service's replicas or batch limits too."""
+    spec = isvc.get("spec") or {}
+    return bool((spec.get("autoscaling") or {}).get("enabled") or (spec.get("batchTuning") or {}).get("enabled"))
+
+
+def _loop_owned(action: Action) -> bool:
+    return action.verb == "patch" and action.kind in (kube.DEPLOYMENT, kube.CONFIGMAP)
+
+
+def _guarded(action: Action, observed: Callable[[kube.Kind, str], dict | None]) -> Action:
+    """The patch applies only to the version we planned from (409 otherwise, and a retry with a fresh view)."""
+    actual = observed(action.kind, action.name) or {}
+    version = (actual.get("metadata") or {}).get("resourceVersion")
+    if not version:
+        return action
+    body = dict(action.body, metadata=dict(action.body.get("metadata") or {}, resourceVersion=version))
+    return Action(action.verb, action.kind, action.name, body, action.why)
+
+
 class PartialReconcile(Exception):
     """Some writes of a reconcile failed; `changes` are those that went through (worth an Event anyway)."""
 
@@ -168,6 +199,17 @@ async def reconcile(isvc: dict[str, Any], client: kube.KubeClient, config: Opera
     meta = isvc["metadata"]
     namespace = meta["namespace"]
     the_plan = plan(isvc, config, observed, monitoring)
+    if controlled(isvc) and any(_loop_owned(a) for a in the_plan.actions):
+        # the control loop writes status, then the Deployment or ConfigMap; the cached service may predate the
+        # status write, and acting on it would undo the loop's decision (a scale-down flap): re-read it first
+        fresh = await client.get(kube.INFERENCESERVICE, namespace, meta["name"])
+        if fresh is None or fresh["metadata"].get("uid") != meta.get("uid") or fresh["metadata"].get(
+                "deletionTimestamp"):
+            return Outcome([], False, the_plan.replicas, 0)  # deleted meanwhile: nothing to reconcile
+        remember(kube.INFERENCESERVICE, fresh)
+        isvc, meta = fresh, fresh["metadata"]
+        the_plan = plan(isvc, config, observed, monitoring)
+        the_plan.actions = [_guarded(a, observed) if _loop_owned(a) else a for a in the_plan.actions]
     spec = ServiceSpec.from_body(isvc.get("spec") or {})
     runtime_name = labels.runtime_configmap_name(meta["name"])
     runtime = next((a.body for a in the_plan.actions if a.kind is kube.CONFIGMAP and a.name == runtime_name),
