@@ -170,7 +170,7 @@ def metrics_condition(snap: MetricsSnapshot, metrics: ServiceMetrics) -> tuple[s
     return "False", reason, f"holding the replica count and batch limits; {detail}"[:MAX_MESSAGE]
 
 
-MAX_MESSAGE = 4096  # a condition message is for people; Prometheus error texts can be long
+MAX_MESSAGE = 4096  # status texts are for people (the CRD caps them); Prometheus error texts can be long
 
 
 async def _write_status(client: kube.KubeClient, isvc: dict[str, Any], spec: PlannerSpec, snap: MetricsSnapshot,
@@ -197,13 +197,13 @@ async def _write_status(client: kube.KubeClient, isvc: dict[str, Any], spec: Pla
         patch["desiredReplicas"] = rdec.replicas
         patch["autoscaling"] = {
             "lastScaleTime": stamp if scaled else before.get("lastScaleTime"),
-            "lastDecision": {"replicas": rdec.replicas, "reason": rdec.reason, "time": stamp,
+            "lastDecision": {"replicas": rdec.replicas, "reason": rdec.reason[:MAX_MESSAGE], "time": stamp,
                              "ttftP95Ms": _ms(snap.ttft_p95_s), "itlP95Ms": _ms(snap.itl_p95_s),
                              "waiting": snap.waiting},
             "planner": rdec.state.to_status(),
         }
     before_batch = status.get("batch") or {}
-    patch["batch"] = {**bdec.state.to_status(), "reason": bdec.reason,
+    patch["batch"] = {**bdec.state.to_status(), "reason": bdec.reason[:MAX_MESSAGE],
                       "lastTuneTime": stamp if bdec.changed else before_batch.get("lastTuneTime", stamp)}
     patch["conditions"] = merge_conditions(status.get("conditions") or [], conditions, stamp)
     meta = isvc["metadata"]

@@ -32,10 +32,17 @@ def check_bearer(header: str | None, token_file: Path | None) -> None:
     except OSError as exc:
         raise APIError(500, f"Cannot read the admin token file {token_file}: {exc}", type="server_error") from exc
     scheme, _, given = (header or "").partition(" ")
-    if scheme.lower() != "bearer" or not given:
+    if scheme.lower() != "bearer" or not given.strip():
         raise unauthorized("Send `Authorization: Bearer <admin token>`.")
-    if not expected or not hmac.compare_digest(given.strip().encode(), expected.encode()):
-        raise unauthorized("The admin token is wrong.")
+    if not expected or not token_matches(given.strip(), expected):
+        raise unauthorized("The admin token is wrong.")  # never echo what was sent: it may be a near-miss
+
+
+def token_matches(given: str, expected: str) -> bool:
+    """Constant time (hmac.compare_digest): the time taken says nothing of how many leading characters matched.
+
+    Any text compares, including the lone surrogates a server's header decoding makes of undecodable bytes."""
+    return hmac.compare_digest(given.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass"))
 
 
 def parse_patch(body: object, capacity: Limits, block_size: int) -> dict[str, int]:
