@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,9 +34,12 @@ def check_bearer(header: str | None, token_file: Path | None) -> None:
         raise APIError(500, f"Cannot read the admin token file {token_file}: {exc}", type="server_error") from exc
     scheme, _, given = (header or "").partition(" ")
     if scheme.lower() != "bearer" or not given.strip():
+        log.debug("admin request refused: no admin token sent")
         raise unauthorized("Send `Authorization: Bearer <admin token>`.")
     if not expected or not token_matches(given.strip(), expected):
-        raise unauthorized("The admin token is wrong.")  # never echo what was sent: it may be a near-miss
+        log.debug("admin request refused: wrong token")  # never what was sent: it may be a near-miss
+        raise unauthorized("The admin token is wrong.")
+    log.debug("admin request authorized")
 
 
 def token_matches(given: str, expected: str) -> bool:
@@ -43,6 +47,39 @@ def token_matches(given: str, expected: str) -> bool:
 
     Any text compares, including the lone surrogates a server's header decoding makes of undecodable bytes."""
     return hmac.compare_digest(given.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass"))
+
+
+# "Bearer <token>" or "Authorization: <token>" in any log text, up to a quote or the line's end (HTTP parsers
+# quote a header line they refuse)
+_SECRET_IN_TEXT = re.compile(r"(?i)(authorization['\"]?\s*[:=]\s*['\"]?(?:bearer\s+)?|bearer\s+)[^'\"\r\n]+")
+
+
+def redact(text: str) -> str:
+    return _SECRET_IN_TEXT.sub(r"\1<redacted>", text)
+
+
+class RedactTokens(logging.Filter):
+    """Strips bearer tokens from a record's message and traceback before any handler writes it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if redact(message) != message:
+            record.msg, record.args = redact(message), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        return True
+
+
+def redact_tokens_in_logs() -> None:
+    """Install RedactTokens on the root handlers and on aiohttp's loggers (whose records reach the lastResort
+    handler when logging is not configured). aiohttp's parser quotes an oversized Authorization line in its
+    error log, token included."""
+    for target in [*logging.getLogger().handlers, *(logging.getLogger(f"aiohttp.{n}")
+                                                    for n in ("server", "access", "web", "internal", "client"))]:
+        if not any(isinstance(f, RedactTokens) for f in target.filters):
+            target.addFilter(RedactTokens())
 
 
 def parse_patch(body: object, capacity: Limits, block_size: int) -> dict[str, int]:

@@ -25,6 +25,7 @@ ABORT_GRACE_S = 5.0
 
 
 def serve(settings: ServeSettings) -> int:
+    admin.redact_tokens_in_logs()
     try:  # libuv's loop writes to sockets and switches tasks in C: per-token streaming costs less
         import uvloop
 
