@@ -81,8 +81,9 @@ EXPECTED_REASON = {
 class FaultProxy:
     """An aiohttp reverse proxy for Prometheus's query API on its own thread and event loop; `fault` switches."""
 
-    def __init__(self, upstream: str):
+    def __init__(self, upstream: str, slow_s: float = SLOW_S):
         self.upstream = upstream.rstrip("/")
+        self.slow_s = slow_s
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.fault: str | None = None
@@ -119,7 +120,7 @@ class FaultProxy:
         self.served[fault or "pass"] = self.served.get(fault or "pass", 0) + 1
         query = request.query.get("query", "")
         if fault == "slow":
-            await asyncio.sleep(SLOW_S)
+            await asyncio.sleep(self.slow_s)
         async with self.session.get(f"{self.upstream}/api/v1/query", params={"query": query}) as resp:
             status, text = resp.status, await resp.text()
         if fault in REWRITES:
@@ -186,6 +187,55 @@ class IdleEngine:
             self.server = None
 
 
+def read_metrics(url: str, namespace: str, service: str, timeout_s: float = 1.0) -> tuple[prom.ServiceMetrics, float]:
+    """One ServiceMetrics through the adapter (a fresh client, as after an operator restart) and the seconds taken."""
+
+    async def once():
+        client = prom.PrometheusClient(url, timeout_s=timeout_s)
+        try:
+            started = time.monotonic()
+            return await client.service_metrics(namespace, service), time.monotonic() - started
+        finally:
+            await client.close()
+
+    return asyncio.run(once())
+
+
+def idle_and_complete(metrics: prom.ServiceMetrics, engines: int) -> bool:
+    return (metrics.waiting, metrics.running, metrics.arrival_rate, metrics.engines) == (0, 0, 0, engines)
+
+
+def decide(metrics: prom.ServiceMetrics, replicas: int = 3):
+    """What the control loop makes of these metrics for an idle-looking service at `replicas`, all ready, with a
+    learned capacity (so true idle data asks for a scale-down): (replica decision, batch decision, condition)."""
+    from shoal.operator.autoscaler import metrics_condition
+    from shoal.operator.planners import (
+        BatchState, MetricsSnapshot, PlannerSpec, ReplicaState, plan_replicas, tune_batch_limits,
+    )
+
+    spec = PlannerSpec(min_replicas=1, max_replicas=8, ttft_slo_s=0.5, itl_slo_s=0.05, scale_down_stabilization_s=0)
+    metrics = prom.covering(metrics, replicas)
+    snap = MetricsSnapshot(1000.0, metrics.ttft_p95_s, metrics.itl_p95_s, metrics.waiting, metrics.running,
+                           metrics.kv_usage, metrics.arrival_rate, ready_replicas=replicas, current_replicas=replicas)
+    state = ReplicaState(capacity_rps=5.0, last_rate=0.0, last_time=985.0)
+    batch = BatchState(64, 2048, last_tune_time=0.0)
+    return plan_replicas(snap, state, spec), tune_batch_limits(snap, batch, spec), metrics_condition(snap, metrics)
+
+
+def expected_kinds(fault: str) -> dict[str, str]:
+    """What each fault makes of each query when the engines are idle (the latency quantiles of an idle fleet have
+    no samples even without a fault)."""
+    every = tuple(prom.service_queries("ns", "svc"))
+    whole = {"down": prom.UNREACHABLE, "slow": prom.TIMEOUT, "empty": prom.NO_SERIES, "nan": prom.NO_SAMPLES,
+             "http_5xx": prom.HTTP_ERROR, "query_error": prom.QUERY_ERROR}
+    if fault in whole:
+        return dict.fromkeys(every, whole[fault])
+    if fault == "partial":
+        return {"ttft_p95_s": prom.NO_SAMPLES, "itl_p95_s": prom.NO_SAMPLES, "waiting": prom.NO_SERIES,
+                "engines": prom.NO_SERIES}
+    return dict.fromkeys(every, prom.MALFORMED)
+
+
 def targets(engines: list[IdleEngine], namespace: str, service: str) -> list[tuple[str, dict[str, str]]]:
     return [(f"127.0.0.1:{e.port}", {"namespace": namespace, "service": service, "pod": f"{service}-{i}"})
             for i, e in enumerate(engines)]
@@ -227,5 +277,5 @@ def condition(isvc: dict | None, kind: str) -> dict | None:
     return next((c for c in ((isvc or {}).get("status") or {}).get("conditions") or () if c["type"] == kind), None)
 
 
-__all__ = ["Api", "EXPECTED_REASON", "FAULTS", "FaultProxy", "IdleEngine", "REPO", "SLOW_S", "condition",
-           "running_prometheus", "targets", "wait_for"]
+__all__ = ["Api", "EXPECTED_REASON", "FAULTS", "FaultProxy", "IdleEngine", "REPO", "SLOW_S", "condition", "decide",
+           "expected_kinds", "idle_and_complete", "read_metrics", "running_prometheus", "targets", "wait_for"]

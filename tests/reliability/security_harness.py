@@ -21,6 +21,9 @@ from chart.conftest import CHART, HELM, render  # noqa: E402
 from chart.crd_validation import load_crd_schema, validation_errors  # noqa: E402
 from chart.test_security import engine_deployments, hardening_problems, pod_specs, wildcard_problems  # noqa: E402
 
+sys.path.insert(0, str(REPO / "tests" / "server"))
+from serverkit import build_tiny_model, crash_lines  # noqa: E402
+
 CRD = REPO / "crds" / "inferenceservice.yaml"
 VALID = {"apiVersion": "shoal.dev/v1alpha1", "kind": "InferenceService", "metadata": {"name": "chat"},
          "spec": {"model": {"name": "smollm2", "uri": "pvc://models/smollm2"}}}
@@ -161,6 +164,80 @@ def new_token() -> str:
     return secrets.token_urlsafe(32)
 
 
+def flip(token: str, index: int) -> str:
+    """The token with one character changed: same length, differs only at `index`."""
+    return token[:index] + ("A" if token[index] != "A" else "B") + token[index + 1:]
+
+
+def wrong_headers(token: str) -> dict[str, str | None]:
+    """Authorization headers that must all get 401 from a server whose token is `token`."""
+    return {
+        "missing": None, "empty": "", "scheme only": "Bearer", "scheme and space": "Bearer ",
+        "other scheme": f"Basic {token}", "no scheme": token,
+        "wrong, same length (first char)": f"Bearer {flip(token, 0)}",
+        "wrong, same length (middle)": f"Bearer {flip(token, len(token) // 2)}",
+        "wrong, same length (last char)": f"Bearer {flip(token, len(token) - 1)}",
+        "prefix": f"Bearer {token[:-1]}", "suffix added": f"Bearer {token}x", "doubled": f"Bearer {token}{token}",
+        "inner space": f"Bearer {token[:5]} {token[5:]}", "NUL": f"Bearer {token}\x00", "non-ASCII": "Bearer tökén",
+        "undecodable byte (surrogate)": f"Bearer {token[:-1]}\udcff", "lone surrogate": "Bearer \ud800",
+        "emoji": "Bearer \U0001f511", "1 MB": "Bearer " + "a" * 1_000_000, "two schemes": f"Bearer Bearer {token}",
+    }
+
+
+def raw_request(url: str, method: str, path: str, header_bytes: bytes | None, body: bytes = b"") -> int:
+    """One HTTP/1.1 request written byte for byte (so malformed headers reach the server as sent); the status."""
+    host, port = url.removeprefix("http://").split(":")
+    lines = [f"{method} {path} HTTP/1.1".encode(), f"Host: {host}".encode(), b"Connection: close",
+             b"Content-Type: application/json", f"Content-Length: {len(body)}".encode()]
+    if header_bytes is not None:
+        lines.append(b"Authorization: " + header_bytes)
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(b"\r\n".join(lines) + b"\r\n\r\n" + body)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return int(answer.split(b" ", 2)[1])
+
+
+class ServeProbe:
+    """A real `shoal serve` (tiny model) at DEBUG with asyncio debug on, sent right, wrong and malformed tokens."""
+
+    def __init__(self, statuses: dict[str, int], log: str, exit_code: int, secrets_sent: list[str]):
+        self.statuses, self.log, self.exit_code, self.secrets_sent = statuses, log, exit_code, secrets_sent
+
+    def leaks(self) -> list[str]:
+        """Every sent token (or its first 16 characters) found in the whole log."""
+        return [s for s in self.secrets_sent for part in (s, s[:16]) if part in self.log]
+
+
+def probe_serve_log(tmp_path: Path) -> ServeProbe:
+    from shoal.engine.model_prepare import prepare
+    from shoal.engine.server.launcher import ServerProcess
+
+    model = build_tiny_model(tmp_path / "tiny", prepare("smollm2"))
+    token, wrong = new_token(), new_token()
+    (tmp_path / "token").write_text(token + "\n")
+    log = tmp_path / "serve.log"
+    server = ServerProcess(["--model", str(model), "--host", "127.0.0.1", "--port", "0", "--log-level", "debug",
+                            "--admin-token-file", str(tmp_path / "token"), "--max-num-seqs", "8"],
+                           log_path=log, env={"PYTHONASYNCIODEBUG": "1"}).start()
+    admin_path, body, statuses = "/admin/runtime-config", b'{"maxNumSeqs": 4}', {}
+    try:
+        statuses["right GET"] = raw_request(server.url, "GET", admin_path, f"Bearer {token}".encode())
+        statuses["right PATCH"] = raw_request(server.url, "PATCH", admin_path, f"Bearer {token}".encode(), body)
+        statuses["wrong"] = raw_request(server.url, "PATCH", admin_path, f"Bearer {wrong}".encode(), body)
+        statuses["missing"] = raw_request(server.url, "PATCH", admin_path, None, body)
+        statuses["near miss"] = raw_request(server.url, "PATCH", admin_path, f"Bearer {flip(token, 3)}".encode(), body)
+        statuses["undecodable"] = raw_request(server.url, "PATCH", admin_path, f"Bearer {wrong}".encode() + b"\xff\xfe",
+                                              body)
+        statuses["oversized"] = raw_request(server.url, "PATCH", admin_path, f"Bearer {wrong}".encode() * 1000, body)
+        statuses["token on another route"] = raw_request(server.url, "GET", "/v1/models", f"Bearer {token}".encode())
+    finally:
+        server.terminate()
+        exit_code = server.wait(60)
+    return ServeProbe(statuses, log.read_text(errors="replace"), exit_code, [token, wrong, flip(token, 3)])
+
+
 def kubectl_env(kubeconfig: Path, home: Path) -> dict[str, str]:
     return dict(os.environ, KUBECONFIG=str(kubeconfig), HOME=str(home))
 
@@ -169,6 +246,6 @@ def manifest(obj: dict) -> str:
     return yaml.safe_dump(obj)
 
 
-__all__ = ["CHART", "CRD", "HOSTILE_SPECS", "REPO", "VALID", "engine_deployments", "free_port", "hostile",
-           "kubectl_env", "manifest", "new_token", "pod_problems", "rbac_problems", "render_chart", "schema_errors",
-           "unbounded_fields", "yaml"]
+__all__ = ["CHART", "CRD", "HOSTILE_SPECS", "REPO", "VALID", "crash_lines", "engine_deployments", "flip", "free_port",
+           "hostile", "kubectl_env", "manifest", "new_token", "pod_problems", "probe_serve_log", "raw_request",
+           "rbac_problems", "render_chart", "schema_errors", "unbounded_fields", "wrong_headers", "yaml"]
