@@ -224,6 +224,11 @@ def main():
         if f"{key}-sync" not in skip:  # the same run with host and device in turn, as before async scheduling
             result[f"{shape}_sync"] = nano_vllm(shape, overlap="off")
             save()
+        fast, slow = result.get(shape, {}).get("out_tok_per_s"), result.get(f"{shape}_sync", {}).get("out_tok_per_s")
+        if key == "qwen" and fast and slow and fast < slow:  # asynchronous lost: where does its host time go?
+            print("== asynchronous scheduling lost to synchronous: profiling it", flush=True)
+            result["qwen3-0.6b_async_profiled"] = nano_vllm(shape, profile=True)
+            save()
     if "batch1" not in skip:
         print("== Llama-3.1-8B shape, batch-1 decode", flush=True)
         for key, overlap in (("llama-3.1-8b_batch1", None), ("llama-3.1-8b_batch1_sync", False)):

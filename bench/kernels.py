@@ -151,42 +151,48 @@ def bench_decode_shape(batch, ctx, sweep, copy, gen):
     return row
 
 
-SPLIT_VARIANTS = [
-    {"label": "default"},
-    {"label": "merge_block_d=32", "merge_block_d": 32},
-    {"label": "merge_block_d=64", "merge_block_d": 64},
-    {"label": "fused_merge", "fused_merge": True},
-    {"label": "fused, waves=2", "fused_merge": True, "waves": 2.0},
-    {"label": "fused, waves=8", "fused_merge": True, "waves": 8.0},
-    {"label": "fused, block_n=64 stages=3", "fused_merge": True, "block_n": 64, "num_stages": 3},
-    {"label": "fused, block_n=32 stages=4", "fused_merge": True, "block_n": 32, "num_stages": 4},
-    {"label": "fused, block_n=64 stages=4 warps=8", "fused_merge": True, "block_n": 64, "num_stages": 4,
-     "num_warps": 8},
-    {"label": "fused, block_n=16 stages=5 warps=2", "fused_merge": True, "block_n": 16, "num_stages": 5,
-     "num_warps": 2},
-    {"label": "merge_block_d=32, block_n=64 stages=3", "merge_block_d": 32, "block_n": 64, "num_stages": 3},
-]
+def median_ms_after(fn, flush, reps=100):
+    """Median event time of fn, each call right after `flush()` (what do_bench does with its own flush)."""
+    fn()
+    times = []
+    for _ in range(reps):
+        flush()
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+    return sorted(times)[len(times) // 2]
 
 
-def bench_split_variants(copy, gen, shapes=((1, 32768), (8, 16384))):
-    """The split-KV shapes under merge/launch variants, each checked against the reference first."""
+def bench_flush_kinds(copy, gen, shapes=((1, 32768), (8, 16384), (64, 4096))):
+    """Decode and a same-size copy timed after two kinds of L2 flush: do_bench's (it writes 256 MB of
+    zeros, so L2 is full of dirty lines that must reach DRAM while the timed kernel runs) and a
+    read-only one (a 256 MB sum: L2 holds clean lines). The gap between them is the write-back."""
+    scratch = torch.empty(256 << 20, dtype=torch.int8, device="cuda")
+    clean = torch.ones(64 << 20, dtype=torch.float32, device="cuda")
+    flushes = {"zero_write": lambda: scratch.zero_(), "read_only": lambda: clean.sum()}
     rows = {}
     for batch, ctx in shapes:
         q, k_cache, v_cache, tables, lens = decode_case(batch, ctx, gen)
         scale = D**-0.5
         ref = K.paged_decode_attention_ref(q, k_cache, v_cache, tables, lens, scale)
-        row = {"copy_same_bytes_ms": copy_ms(kv_bytes(batch, ctx)), "variants": []}
-        for v in SPLIT_VARIANTS:
-            kw = {k: x for k, x in v.items() if k != "label"}
-            fn = lambda: K.paged_decode_attention(q, k_cache, v_cache, tables, lens, scale, **kw)  # noqa: E731
-            err = max(rel_err(fn(), ref), rel_err(fn(), ref))  # twice: a fused merge must reset its counters
-            ms = median_ms(fn) if err < 1e-2 else None
-            frac = None if ms is None else kv_bytes(batch, ctx) / (ms * 1e-3) / 1e12 / copy
-            row["variants"].append({"label": v["label"], "ms": ms, "rel_err": err, "frac_of_copy": frac})
-            print(f"  {batch}x{ctx} {v['label']:<40} {'-' if ms is None else f'{ms:.4f}'} ms "
-                  f"frac {'-' if frac is None else f'{frac:.3f}'} err {err:.1e}", flush=True)
+        fn = lambda: K.paged_decode_attention(q, k_cache, v_cache, tables, lens, scale)  # noqa: E731
+        err = rel_err(fn(), ref)
+        src = torch.empty(kv_bytes(batch, ctx) // 4, device="cuda", dtype=DT).normal_()
+        dst = torch.empty_like(src)
+        row = {"rel_err": err}
+        for kind, flush in flushes.items():
+            ms = median_ms_after(fn, flush)
+            cms = median_ms_after(lambda: dst.copy_(src), flush)
+            row[kind] = {"shoal_ms": ms, "shoal_frac_of_copy": kv_bytes(batch, ctx) / (ms * 1e-3) / 1e12 / copy,
+                         "copy_same_bytes_ms": cms}
+            print(f"  {batch}x{ctx} flush={kind:<10} shoal {ms:.4f} ms "
+                  f"({row[kind]['shoal_frac_of_copy']:.3f} of copy)  copy@size {cms:.4f} ms  err {err:.1e}",
+                  flush=True)
         rows[f"{batch}x{ctx}"] = row
-        del q, k_cache, v_cache, tables
+        del q, k_cache, v_cache, tables, src, dst
         torch.cuda.empty_cache()
     return rows
 
@@ -275,8 +281,8 @@ def main():
     ap.add_argument("--sweep", action="store_true")
     ap.add_argument("--json", default="bench/results/kernels.json")
     ap.add_argument("--skip-checks", action="store_true")
-    ap.add_argument("--variants", action="store_true",
-                    help="only the split-KV shapes under merge/launch variants -> bench/results/kernels_variants.json")
+    ap.add_argument("--flush-kinds", action="store_true",
+                    help="only decode and copy after a writing vs a read-only L2 flush -> kernels_flush.json")
     args = ap.parse_args()
     gen = torch.Generator(device="cuda").manual_seed(0)
     card = torch.cuda.get_device_name(0)
@@ -285,10 +291,10 @@ def main():
         check_all()
     copy = copy_tbps()
     print(f"copy bandwidth: {copy:.3f} TB/s", flush=True)
-    if args.variants:
-        out = {"card": card, "versions": versions(), "copy_TBps": copy, "shapes": bench_split_variants(copy, gen),
-               "command": "PYTHONPATH=src python3 bench/kernels.py --variants"}
-        Path(args.json).with_name("kernels_variants.json").write_text(json.dumps(out, indent=2) + "\n")
+    if args.flush_kinds:
+        out = {"card": card, "versions": versions(), "copy_TBps": copy, "shapes": bench_flush_kinds(copy, gen),
+               "command": "PYTHONPATH=src python3 bench/kernels.py --flush-kinds"}
+        Path(args.json).with_name("kernels_flush.json").write_text(json.dumps(out, indent=2) + "\n")
         return
     shapes = {}
     for batch, ctx in SHAPES:

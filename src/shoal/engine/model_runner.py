@@ -17,6 +17,7 @@ from shoal.engine.loader import load_model, torch_dtype
 from shoal.engine.model import AttentionMetadata, build_cos_sin_cache
 from shoal.engine.sampler import sample_on_device
 from shoal.engine.scheduler import ScheduledSeq
+from shoal.engine.staging import PinnedStaging
 
 CPU_KV_CACHE_BYTES = 1 << 30  # default KV pool on CPU when kv_cache_tokens is not given
 GPU_MEMORY_UTILIZATION = 0.85
@@ -44,6 +45,7 @@ class ModelRunner:
         ]
         self.cos_sin_cache = build_cos_sin_cache(model_config, self.max_model_len, self.device)
         self.graphs = self._capture_decode_graphs()
+        self.staging = PinnedStaging(self.device)
 
     @torch.inference_mode()
     def _capture_decode_graphs(self):
@@ -127,12 +129,19 @@ class ModelRunner:
         else:
             hidden = self.model(input_ids, positions, self.kv_caches, self.cos_sin_cache, meta)
         if not num_samples:
+            self.staging.end()
             return PendingTokens.done(torch.empty(0, dtype=torch.int64))
         # Every row samples in a pure decode step: no gather needed.
         rows = hidden if logits_indices is None else hidden[logits_indices]
         logits = self.model.logits(rows)
-        tokens = sample_on_device(logits, [e.seq.params for e in batch if e.samples], generators)
-        return PendingTokens.start(tokens)
+        tokens = sample_on_device(logits, [e.seq.params for e in batch if e.samples], generators,
+                                  self.staging.upload)
+        if not self.staging.pinned:
+            self.staging.end()
+            return PendingTokens.done(tokens)
+        host = self.staging.take(num_samples, torch.int64)
+        host.copy_(tokens, non_blocking=True)
+        return PendingTokens(tokens, host, self.staging.end())
 
     def _prepare(self, batch: list[ScheduledSeq], pending: PendingTokens | None):
         # Index math in numpy: on the host, for a few hundred sequences, it is several times cheaper than torch ops.
@@ -157,9 +166,10 @@ class ModelRunner:
         # One int64 and one int32 host buffer (pinned on CUDA), each uploaded with one copy.
         n64 = 3 * total + (num_samples if gather else 0) + 2 * len(fix)
         n32 = num + num * width + (num - nd + 1 if has_prefill else 0)
-        pin = self.device.type == "cuda"
-        h64 = torch.empty(n64, dtype=torch.int64, pin_memory=pin)
-        h32 = torch.empty(n32, dtype=torch.int32, pin_memory=pin)
+        # ...and room for the sampler's per-row parameters and the sampled tokens' way back.
+        self.staging.begin(8 * n64 + 4 * n32 + 32 * num)
+        h64 = self.staging.take(n64, torch.int64)
+        h32 = self.staging.take(n32, torch.int32)
         a64, a32 = h64.numpy(), h32.numpy()
         ids, pos, slots = a64[:total], a64[total: 2 * total], a64[2 * total: 3 * total]
         ctx, tables = a32[:num], a32[num: num + num * width].reshape(num, width)
@@ -218,16 +228,6 @@ class PendingTokens:
         self.tokens = tokens  # [n] int64 on the model's device
         self._host = host
         self._event = event
-
-    @classmethod
-    def start(cls, tokens: torch.Tensor) -> PendingTokens:
-        if tokens.device.type != "cuda":
-            return cls(tokens, tokens, None)
-        host = torch.empty(tokens.shape, dtype=tokens.dtype, pin_memory=True)
-        host.copy_(tokens, non_blocking=True)
-        event = torch.cuda.Event()
-        event.record()
-        return cls(tokens, host, event)
 
     @classmethod
     def done(cls, tokens: torch.Tensor) -> PendingTokens:

@@ -21,19 +21,22 @@ def upload(values: list, dtype: torch.dtype, device: torch.device) -> torch.Tens
 
 
 def sample_on_device(
-    logits: torch.Tensor, params: list[SamplingParams], generators: list[torch.Generator | None]
+    logits: torch.Tensor, params: list[SamplingParams], generators: list[torch.Generator | None], put=None
 ) -> torch.Tensor:
-    """As `sample`, but the ids stay on the device [N] int64 and the host never waits for them."""
+    """As `sample`, but the ids stay on the device [N] int64 and the host never waits for them.
+
+    `put(values, dtype)` moves the per-row parameters to the device (default: `upload`)."""
+    device = logits.device
+    put = put or (lambda values, dtype: upload(values, dtype, device))
     all_greedy = all(p.greedy for p in params)
     any_greedy = all_greedy or any(p.greedy for p in params)
     greedy = logits.argmax(dim=-1) if any_greedy else None
     if all_greedy:
         return greedy
-    device = logits.device
-    temps = upload([p.temperature if not p.greedy else 1.0 for p in params], logits.dtype, device)
+    temps = put([p.temperature if not p.greedy else 1.0 for p in params], logits.dtype)
     logits = logits / temps[:, None]
     if any(p.top_k != -1 or p.top_p < 1.0 for p in params):
-        logits = _top_k_top_p(logits, params)
+        logits = _top_k_top_p(logits, params, put)
     probs = torch.softmax(logits, dim=-1)
     # Exponential-race sampling: argmax(p / E) with E ~ Exp(1) draws from p, and lets each row use its own RNG.
     noise = torch.empty_like(probs).exponential_()
@@ -43,15 +46,15 @@ def sample_on_device(
     sampled = (probs / noise).argmax(dim=-1)
     if not any_greedy:
         return sampled
-    is_greedy = upload([p.greedy for p in params], torch.bool, device)
+    is_greedy = put([p.greedy for p in params], torch.bool)
     return torch.where(is_greedy, greedy, sampled)
 
 
-def _top_k_top_p(logits: torch.Tensor, params: list[SamplingParams]) -> torch.Tensor:
+def _top_k_top_p(logits: torch.Tensor, params: list[SamplingParams], put) -> torch.Tensor:
     vocab = logits.shape[-1]
     device = logits.device
-    top_k = upload([p.top_k if p.top_k != -1 else vocab for p in params], torch.int64, device).clamp(max=vocab)
-    top_p = upload([p.top_p for p in params], torch.float32, device)
+    top_k = put([p.top_k if p.top_k != -1 else vocab for p in params], torch.int64).clamp(max=vocab)
+    top_p = put([p.top_p for p in params], torch.float32)
     sorted_logits, order = logits.sort(dim=-1, descending=True)
     rank = torch.arange(vocab, device=device)[None, :]
     drop = rank >= top_k[:, None]

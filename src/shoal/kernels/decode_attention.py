@@ -27,7 +27,7 @@ def dot_precision(dtype: torch.dtype) -> str:
 
 @triton.jit
 def _decode_kernel(
-    Q, K, V, BlockTables, Lens, Out, PartOut, PartLse, Counters,
+    Q, K, V, BlockTables, Lens, Out, PartOut, PartLse,
     scale_log2, num_splits,
     stride_qb, stride_qh,
     stride_kb, stride_ks, stride_kh,
@@ -36,7 +36,6 @@ def _decode_kernel(
     stride_ob, stride_oh,
     GROUP: tl.constexpr, GROUP_PAD: tl.constexpr, HEAD_DIM: tl.constexpr, PAGE: tl.constexpr,
     BLOCK_N: tl.constexpr, DIRECT: tl.constexpr, PRECISION: tl.constexpr,
-    FUSED_MERGE: tl.constexpr, MERGE_SPLITS: tl.constexpr, SPLITS_PAD: tl.constexpr,
 ):
     b = tl.program_id(0)
     kvh = tl.program_id(1)
@@ -88,54 +87,18 @@ def _decode_kernel(
         tl.store(PartOut + row[:, None] * HEAD_DIM + offs_d[None, :], out, mask=mask_g[:, None])
         lse = tl.where(has, m_i + tl.log2(tl.where(has, l_i, 1.0)), float("-inf"))
         tl.store(PartLse + row, lse, mask=mask_g)
-        if FUSED_MERGE:
-            # The last split of this (sequence, KV head) to finish merges them all: no second launch.
-            # acq_rel: the other splits' partial stores are visible once their increments are.
-            counter = Counters + b * tl.num_programs(1) + kvh
-            if tl.atomic_add(counter, 1, sem="acq_rel") == num_splits - 1:
-                _merge_group(PartOut, PartLse, Out, b, kvh, num_q_heads, num_splits, stride_ob, stride_oh,
-                             GROUP, HEAD_DIM, MERGE_SPLITS, SPLITS_PAD)
-                tl.atomic_xchg(counter, 0)  # ready for the next launch (CUDA graphs replay this one)
-
-
-@triton.jit
-def _merge_group(PartOut, PartLse, Out, b, kvh, num_q_heads, num_splits, stride_ob, stride_oh,
-                 GROUP: tl.constexpr, HEAD_DIM: tl.constexpr, MERGE_SPLITS: tl.constexpr,
-                 SPLITS_PAD: tl.constexpr):
-    offs_d = tl.arange(0, HEAD_DIM)
-    offs_all = tl.arange(0, SPLITS_PAD)
-    offs_c = tl.arange(0, MERGE_SPLITS)
-    for g in range(GROUP):
-        h = kvh * GROUP + g
-        base = (b * num_q_heads + h) * num_splits
-        lse = tl.load(PartLse + base + offs_all, mask=offs_all < num_splits, other=float("-inf"),
-                      cache_modifier=".cg")
-        m = tl.max(lse, 0)
-        m = tl.where(m == float("-inf"), 0.0, m)  # an empty sequence: all weights are zero
-        denom = tl.sum(tl.exp2(lse - m), 0)
-        acc = tl.zeros([HEAD_DIM], tl.float32)
-        for s0 in range(0, num_splits, MERGE_SPLITS):
-            rows = s0 + offs_c
-            mask_s = rows < num_splits
-            w = tl.exp2(tl.load(PartLse + base + rows, mask=mask_s, other=float("-inf"), cache_modifier=".cg") - m)
-            o = tl.load(PartOut + (base + rows)[:, None] * HEAD_DIM + offs_d[None, :], mask=mask_s[:, None],
-                        other=0.0, cache_modifier=".cg")
-            acc += tl.sum(o * w[:, None], 0)
-        out = acc / tl.where(denom > 0, denom, 1.0)
-        tl.store(Out + b * stride_ob + h * stride_oh + offs_d, out.to(Out.dtype.element_ty))
 
 
 @triton.jit
 def _merge_kernel(
     PartOut, PartLse, Out, stride_ob, stride_oh, num_splits,
-    SPLITS_PAD: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr,
+    SPLITS_PAD: tl.constexpr, HEAD_DIM: tl.constexpr,
 ):
     b = tl.program_id(0)
     h = tl.program_id(1)
     num_q_heads = tl.num_programs(1)
     offs_s = tl.arange(0, SPLITS_PAD)
-    # Each program merges one BLOCK_D slice of a head: more, smaller programs finish sooner.
-    offs_d = tl.program_id(2) * BLOCK_D + tl.arange(0, BLOCK_D)
+    offs_d = tl.arange(0, HEAD_DIM)
     mask_s = offs_s < num_splits
     rows = (b * num_q_heads + h) * num_splits + offs_s
     lse = tl.load(PartLse + rows, mask=mask_s, other=float("-inf"))
@@ -167,26 +130,9 @@ DIRECT_CONFIG = dict(block_n=64, num_warps=4, num_stages=3)
 SPLIT_CONFIG = dict(block_n=32, num_warps=4, num_stages=3)
 
 
-MERGE_BLOCK_D = 128  # head_dim slice per program of the separate merge kernel
-FUSED_MERGE = False  # merge split results in the decode kernel's last program instead of a second kernel
-
-_COUNTERS: dict = {}  # device -> zeroed int32 arrival counters; every launch leaves them zero again
-_OLD_COUNTERS: list = []  # replaced buffers stay alive: captured CUDA graphs still point at them
-
-
-def _arrival_counters(device: torch.device, n: int) -> torch.Tensor:
-    buf = _COUNTERS.get(device)
-    if buf is None or buf.numel() < n:
-        if buf is not None:
-            _OLD_COUNTERS.append(buf)
-        buf = torch.zeros(max(n, 1 << 16), dtype=torch.int32, device=device)
-        _COUNTERS[device] = buf
-    return buf
-
-
 def paged_decode_attention(q, k_cache, v_cache, block_tables, context_lens, scale, *,
                            num_splits=None, block_n=None, num_warps=None, num_stages=None,
-                           waves=4.0, out=None, fused_merge=None, merge_block_d=None):
+                           waves=4.0, out=None):
     """q [B,Hq,D]; k_cache/v_cache [num_blocks, page, Hk, D]; block_tables [B,M] int32;
     context_lens [B] int32 (may be 0 for padded rows: their output is 0). Returns [B,Hq,D]
     (written into `out` when given)."""
@@ -218,10 +164,8 @@ def paged_decode_attention(q, k_cache, v_cache, block_tables, context_lens, scal
         part_lse = torch.empty(batch * num_q_heads * num_splits, device=q.device, dtype=torch.float32)
     else:
         part_out = part_lse = out  # unused by the kernel when it writes the output directly
-    fused = num_splits > 1 and (FUSED_MERGE if fused_merge is None else fused_merge)
-    counters = _arrival_counters(q.device, batch * num_kv_heads) if fused else out
     _decode_kernel[(batch, num_kv_heads, num_splits)](
-        q, k_cache, v_cache, block_tables, context_lens, out, part_out, part_lse, counters,
+        q, k_cache, v_cache, block_tables, context_lens, out, part_out, part_lse,
         scale * LOG2E, num_splits,
         q.stride(0), q.stride(1),
         k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
@@ -230,14 +174,12 @@ def paged_decode_attention(q, k_cache, v_cache, block_tables, context_lens, scal
         out.stride(0), out.stride(1),
         GROUP=group, GROUP_PAD=max(16, next_pow2(group)), HEAD_DIM=head_dim, PAGE=page,
         BLOCK_N=block_n, DIRECT=num_splits == 1, PRECISION=dot_precision(q.dtype),
-        FUSED_MERGE=fused, MERGE_SPLITS=16, SPLITS_PAD=max(16, next_pow2(num_splits)),
         num_warps=num_warps, num_stages=num_stages,
     )
-    if num_splits > 1 and not fused:
-        merge_d = min(head_dim, merge_block_d or MERGE_BLOCK_D)
-        _merge_kernel[(batch, num_q_heads, head_dim // merge_d)](
+    if num_splits > 1:
+        _merge_kernel[(batch, num_q_heads)](
             part_out, part_lse, out, out.stride(0), out.stride(1), num_splits,
-            SPLITS_PAD=next_pow2(num_splits), HEAD_DIM=head_dim, BLOCK_D=merge_d,
+            SPLITS_PAD=next_pow2(num_splits), HEAD_DIM=head_dim,
             num_warps=4,
         )
     return out
