@@ -1,6 +1,13 @@
-"""Fit the simulator's H100 / Llama-3.1-8B step-time model to the GPU engine benchmark.
+"""Fit the simulator's step-time model: H100 / Llama-3.1-8B from the GPU engine benchmark, or a real CPU server.
 
-    .venv/bin/python bench/calibrate_sim.py
+    .venv/bin/python bench/calibrate_sim.py                 # the H100 fit (below)
+    .venv/bin/python bench/calibrate_sim.py --cpu-url URL   # time steps of a running `shoal serve` (SmolLM2, CPU)
+
+CPU mode (also what bench/sim_vs_engine.py runs before and after its replay): over HTTP, as a client sees them,
+  - decode steps at batch 1, 2, 4, 8: that many streams of 16-token prompts start together and decode 32 tokens;
+    the median gap between tokens in the middle of the streams is the step;
+  - prefill steps of 16, 32, 64, 120 prompt tokens (one step each under a 128-token budget): time to first token;
+then shoal.sim.calibration.fit_cpu_step_model fits step = a + s x sequences + c x tokens to them.
 
 Inputs (bench/results/engine_throughput_gpu.json, measured by `bench/engine_gpu.py` on an H100):
   - batch-1 decode: ms per token, streamed weight bytes and the copy bandwidth measured in that run;
@@ -14,13 +21,17 @@ Writes bench/results/sim_calibration.json; shoal/sim/calibration.py carries the 
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import json
 import random
+import statistics
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
-from shoal.sim.calibration import H100_LLAMA_3_1_8B
+from shoal.sim.calibration import H100_LLAMA_3_1_8B, fit_cpu_step_model
 from shoal.sim.engine_model import SimEngine, SimRequest
 
 HERE = Path(__file__).resolve().parent
@@ -51,7 +62,87 @@ def replay(cal, prompts, outputs, seqs=256, budget=8192):
     return t, steps
 
 
+DECODE_BATCHES, PREFILL_LENGTHS = (1, 2, 4, 8), (16, 32, 64, 120)
+MODEL_NAME = "smollm2-135m-instruct"
+
+
+async def stream_tokens(session, url: str, prompt_ids: list[int], max_tokens: int) -> dict:
+    """Stream one completion; every chunk's arrival time and the completion tokens it brings (continuous usage:
+    a token whose text is still empty, e.g. half a UTF-8 character, rides in the next chunk)."""
+    body = {"model": MODEL_NAME, "prompt": prompt_ids, "max_tokens": max_tokens, "ignore_eos": True,
+            "temperature": 0, "stream": True, "stream_options": {"continuous_usage_stats": True}}
+    start = time.perf_counter()
+    chunks: list[tuple[float, int]] = []
+    seen = 0
+    async with session.post(url + "/v1/completions", json=body) as resp:
+        if resp.status != 200:
+            raise RuntimeError(f"server answered {resp.status}: {await resp.text()}")
+        async for raw in resp.content:
+            line = raw.decode().strip()
+            if not line.startswith("data:") or line == "data: [DONE]":
+                continue
+            now = time.perf_counter()
+            usage = json.loads(line[5:]).get("usage") or {}
+            tokens = usage.get("completion_tokens", seen)
+            if tokens > seen:  # the finish chunk brings no token
+                chunks.append((now, tokens - seen))
+                seen = tokens
+    return {"start": start, "chunks": chunks}
+
+
+def token_gaps(chunks: list[tuple[float, int]]) -> list[float]:
+    """Inter-token latencies: a chunk that brings k tokens after a gap g counts as k tokens g / k apart."""
+    return [(b - a) / k for (a, _), (b, k) in zip(chunks, chunks[1:]) for _ in range(k)]
+
+
+async def measure_cpu_steps(session, url: str, rng: random.Random, reps: int = 2) -> dict:
+    def prompt(n):
+        return [rng.randrange(100, 20000) for _ in range(n)]
+
+    await stream_tokens(session, url, prompt(16), 4)  # warm-up
+    decode = {}
+    for b in DECODE_BATCHES:
+        medians = []
+        for _ in range(reps):
+            runs = await asyncio.gather(*(stream_tokens(session, url, prompt(16), 32) for _ in range(b)))
+            medians.append(statistics.median(g for r in runs for g in token_gaps(r["chunks"][4:-2])))
+        decode[b] = statistics.median(medians)
+    prefill = {}
+    for n in PREFILL_LENGTHS:
+        ttfts = []
+        for _ in range(reps + 1):
+            r = await stream_tokens(session, url, prompt(n), 1)
+            ttfts.append(r["chunks"][0][0] - r["start"])
+        prefill[n] = statistics.median(ttfts)
+    return {"decode_step_s": decode, "prefill_ttft_s": prefill}
+
+
+def fit_measured(meas: dict, kv_capacity_tokens: int, name: str):
+    return fit_cpu_step_model(sorted((int(b), t) for b, t in meas["decode_step_s"].items()),
+                              sorted((int(n), t) for n, t in meas["prefill_ttft_s"].items()), kv_capacity_tokens,
+                              name)
+
+
+def cpu_main(url: str) -> int:
+    import aiohttp
+
+    async def run():
+        async with aiohttp.ClientSession() as session:
+            return await measure_cpu_steps(session, url, random.Random(0))
+
+    meas = asyncio.run(run())
+    cal = fit_measured(meas, 16384, f"CPU server at {url}")
+    print(json.dumps({"measured": meas, "a_s": cal.weight_bytes / cal.copy_bandwidth,
+                      "per_seq_s": cal.step_overhead_per_seq_s, "per_token_s": cal.step_per_token_s}, indent=1))
+    return 0
+
+
 def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cpu-url", help="time the steps of this running CPU `shoal serve` instead of the H100 fit")
+    args = ap.parse_args()
+    if args.cpu_url:
+        return cpu_main(args.cpu_url)
     measured = json.loads((HERE / "results" / "engine_throughput_gpu.json").read_text())
     b1 = measured["llama-3.1-8b_batch1"]
     run = measured["llama-3.1-8b"]["shoal"]

@@ -1,12 +1,16 @@
 """Check the simulator's engine model against the real engine: `shoal serve` on CPU with SmolLM2-135M.
 
-    .venv/bin/python bench/sim_vs_engine.py [--rate 0.2] [--seconds 120]
+    .venv/bin/python bench/sim_vs_engine.py [--seconds 150] [--keep 0.17] [--seed 0]
 
-1. Calibrate: time single requests on the idle server (decode step at batch 1, one prefill step) and fit the
-   simulator's step-time model (shoal.sim.calibration.EngineCalibration) to them.
-2. Replay the same Poisson load (token-id prompts, forced output lengths) against the server over HTTP (streaming)
-   while sampling its /metrics queue gauge, and through the simulator's SimEngine.
-3. Compare TTFT and ITL percentiles and the mean queue. Writes bench/results/sim_vs_engine.json.
+1. Start the server pinned to CPU 1 with one torch thread; this client pins itself to CPU 0, so neither steals
+   the other's core (on the 2-core VM the client's streaming and the server's matmuls used to share both).
+2. Calibrate (bench/calibrate_sim.py's CPU mode): time decode steps at batch 1-8 and prefill steps of 16-120
+   tokens on the idle server, fit the step model (shoal.sim.calibration.fit_cpu_step_model).
+3. Replay a slice of the Azure conversation trace (thinned, lengths scaled down to what a CPU serves) against the
+   server over HTTP (streaming, token counts from continuous usage), sampling its queue gauges every 0.25 s, and
+   through the simulator's engine with the fitted model (shoal.sim.replay).
+4. Calibrate again (how far the shared machine drifted), compare TTFT and ITL p50/p95 and the queue over time.
+Writes bench/results/sim_vs_engine.json.
 """
 
 from __future__ import annotations
@@ -21,17 +25,20 @@ import statistics
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import aiohttp
+from calibrate_sim import fit_measured, measure_cpu_steps, stream_tokens, token_gaps
 
-from shoal.sim.calibration import EngineCalibration
-from shoal.sim.engine_model import SimEngine, SimRequest
+from shoal.sim.replay import replay_engine
+from shoal.sim.trace import load_trace
 
 HERE = Path(__file__).resolve().parent
-SEQS, BUDGET, KV_TOKENS = 8, 128, 16384
-# SmolLM2-135M: 30 layers, 9 query / 3 KV heads of 64, float32 on CPU
-PARAMS, LAYERS, KV_HEADS, Q_HEADS, HEAD_DIM, BYTES = 134.5e6, 30, 3, 9, 64, 4
+DEFAULT_TRACE = HERE.parent.parent / "shared" / "traces" / "azure_llm_2023_conv.csv"
+SEQS, BUDGET, KV_TOKENS = 4, 128, 16384
+SAMPLE_S, BIN_S = 0.25, 10.0
+SERVER_CPU, CLIENT_CPU = 1, 0
 
 
 def free_port() -> int:
@@ -40,110 +47,58 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-async def stream_one(session, url, prompt_ids, max_tokens) -> dict:
-    start = time.perf_counter()
-    times = []
-    body = {"model": "smollm2-135m-instruct", "prompt": prompt_ids, "max_tokens": max_tokens, "ignore_eos": True, "stream": True,
-            "temperature": 0}
-    async with session.post(url + "/v1/completions", json=body) as resp:
-        if resp.status != 200:
-            raise RuntimeError(f"server answered {resp.status}: {await resp.text()}")
-        async for raw in resp.content:
-            line = raw.decode().strip()
-            if line.startswith("data:") and line != "data: [DONE]":
-                times.append(time.perf_counter())
-    return {"start": start, "times": times}
-
-
-async def calibrate(session, url, rng) -> dict:
-    decode, prefill = [], []
-    for _ in range(2):
-        r = await stream_one(session, url, [rng.randrange(100, 20000) for _ in range(16)], 24)
-        gaps = [b - a for a, b in zip(r["times"], r["times"][1:])]
-        decode.append(statistics.median(gaps))
-    for _ in range(2):
-        r = await stream_one(session, url, [rng.randrange(100, 20000) for _ in range(BUDGET - 8)], 1)
-        prefill.append(r["times"][0] - r["start"])
-    return {"decode_step_s": statistics.median(decode), "prefill_step_s": statistics.median(prefill),
-            "prefill_tokens": BUDGET - 8}
-
-
-def fitted(cal_meas: dict) -> EngineCalibration:
-    weight_bytes = PARAMS * BYTES
-    n = cal_meas["prefill_tokens"]
-    flops = 2 * PARAMS * n + 4 * LAYERS * Q_HEADS * HEAD_DIM * n * n / 2
-    return EngineCalibration(
-        name="CPU / SmolLM2-135M float32 (fitted to this run's idle-server timings)", params=PARAMS,
-        weight_bytes=weight_bytes, kv_bytes_per_token=2 * LAYERS * KV_HEADS * HEAD_DIM * BYTES,
-        attn_flops_per_token_per_ctx=4 * LAYERS * Q_HEADS * HEAD_DIM,
-        copy_bandwidth=weight_bytes / cal_meas["decode_step_s"], matmul_rate=flops / cal_meas["prefill_step_s"],
-        step_overhead_s=0.0, step_overhead_per_seq_s=0.0, kv_capacity_tokens=KV_TOKENS, pod_start_delay_s=0.0)
-
-
-def workload(rate: float, seconds: float, seed: int) -> list[tuple[float, int, int]]:
+def trace_slice(path: str, start_s: float, seconds: float, keep: float, seed: int) -> list[tuple[float, int, int]]:
+    """Requests of [start, start + seconds), each kept with probability `keep`; prompts / 10 (8..120 tokens) and
+    outputs / 8 (4..40 tokens), so one CPU replica is loaded as an H100 is by the full trace."""
     rng = random.Random(seed)
-    out, t = [], 0.0
-    while True:
-        t += rng.expovariate(rate)
-        if t >= seconds:
-            return out
-        out.append((t, rng.randint(16, 112), rng.randint(8, 40)))
+    out = []
+    for r in load_trace(path):
+        if start_s <= r.time < start_s + seconds and rng.random() < keep:
+            out.append((r.time - start_s, min(max(r.prompt_tokens // 10, 8), 120),
+                        min(max(r.output_tokens // 8, 4), 40)))
+    return out
 
 
 async def replay(url: str, load, seed: int) -> dict:
     rng = random.Random(seed)
-    waiting_samples, running_samples = [], []
+    samples: list[tuple[float, float, float]] = []  # (t, waiting, running)
     done = asyncio.Event()
-
-    async def sample(session):
-        while not done.is_set():
-            async with session.get(url + "/metrics") as resp:
-                text = await resp.text()
-            for line in text.splitlines():
-                if line.startswith("shoal:num_requests_waiting{"):
-                    waiting_samples.append(float(line.split()[-1]))
-                if line.startswith("shoal:num_requests_running{"):
-                    running_samples.append(float(line.split()[-1]))
-            await asyncio.sleep(0.25)
-
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600)) as session:
-        sampler = asyncio.create_task(sample(session))
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=900)) as session:
         t0 = time.perf_counter()
+
+        async def sample():
+            while not done.is_set():
+                at = time.perf_counter() - t0
+                async with session.get(url + "/metrics") as resp:
+                    text = await resp.text()
+                gauges = {}
+                for line in text.splitlines():
+                    for name in ("waiting", "running"):
+                        if line.startswith(f"shoal:num_requests_{name}{{"):
+                            gauges[name] = float(line.split()[-1])
+                samples.append((at, gauges["waiting"], gauges["running"]))
+                await asyncio.sleep(max(0.0, SAMPLE_S * (len(samples)) - (time.perf_counter() - t0)))
 
         async def one(at, prompt_len, out_len):
             await asyncio.sleep(max(0.0, at - (time.perf_counter() - t0)))
             ids = [rng.randrange(100, 20000) for _ in range(prompt_len)]
-            r = await stream_one(session, url, ids, out_len)
+            r = await stream_tokens(session, url, ids, out_len)
+            r["late_s"] = r["start"] - t0 - at  # how late the client sent it
             return r
 
+        sampler = asyncio.create_task(sample())
         results = await asyncio.gather(*(one(*item) for item in load))
         done.set()
         await sampler
-    ttft = [r["times"][0] - r["start"] for r in results]
-    itl = [b - a for r in results for a, b in zip(r["times"], r["times"][1:])]
-    return {"ttft": ttft, "itl": itl, "waiting": waiting_samples, "running": running_samples}
-
-
-def simulate(cal: EngineCalibration, load) -> dict:
-    engine = SimEngine(cal, SEQS, BUDGET)
-    reqs = [SimRequest(at, p, o) for at, p, o in load]
-    itl, i, t = [], 0, 0.0
-    waiting_area = running_area = 0.0
-    while i < len(reqs) or not engine.idle:
-        while i < len(reqs) and reqs[i].arrival <= t:
-            engine.add(reqs[i])
-            i += 1
-        d = engine.begin_step()
-        if d is None:
-            t = reqs[i].arrival
-            continue
-        waiting_area += engine.num_waiting * d
-        running_area += engine.num_running * d
-        t += d
-        res = engine.end_step(t, d)
-        itl += [d] * res.decode_seqs
-    return {"ttft": [r.first_token_time - r.arrival for r in reqs], "itl": itl,
-            "mean_waiting": waiting_area / t, "mean_running": running_area / t}
+    return {
+        "ttft": [r["chunks"][0][0] - r["start"] for r in results],
+        "itl": [g for r in results for g in token_gaps(r["chunks"])],
+        "itl_per_chunk": [b[0] - a[0] for r in results for a, b in zip(r["chunks"], r["chunks"][1:])],
+        "multi_token_chunks": sum(1 for r in results for _, k in r["chunks"] if k > 1),
+        "chunks": sum(len(r["chunks"]) for r in results),
+        "max_late_s": max(r["late_s"] for r in results),
+        "samples": samples,
+    }
 
 
 def pct(values, q):
@@ -151,75 +106,122 @@ def pct(values, q):
     return s[min(len(s) - 1, int(q * len(s)))]
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rate", type=float, default=0.2)
-    ap.add_argument("--seconds", type=float, default=120.0)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", default=str(HERE / "results" / "sim_vs_engine.json"))
-    ap.add_argument("--model", help="model folder (default: the prepared SmolLM2-135M-Instruct)")
-    ap.add_argument("--load-format", default="safetensors", help="dummy: random weights (speed only)")
-    args = ap.parse_args()
+def binned(times, values, bin_s, end):
+    bins = [[] for _ in range(int(end // bin_s) + 1)]
+    for t, v in zip(times, values):
+        bins[min(int(t // bin_s), len(bins) - 1)].append(v)
+    return [statistics.mean(b) if b else 0.0 for b in bins]
 
-    if args.model:
-        model = Path(args.model)
-    else:
-        from shoal.engine.model_prepare import prepare
 
-        model = prepare("smollm2")
-    port = free_port()
-    log = open(Path(args.out).with_suffix(".server.log"), "w")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "shoal", "serve", "--model", str(model), "--host", "127.0.0.1", "--port", str(port),
-         "--device", "cpu", "--dtype", "float32", "--max-num-seqs", str(SEQS), "--max-num-batched-tokens",
-         str(BUDGET), "--kv-cache-tokens", str(KV_TOKENS), "--enable-prefix-caching", "false",
-         "--load-format", args.load_format],
-        stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 180
-        while True:
-            try:
-                import urllib.request
-                with urllib.request.urlopen(url + "/ready", timeout=1) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if server.poll() is not None or time.time() > deadline:
-                raise RuntimeError(f"the server did not become ready; see {log.name}")
-            time.sleep(0.5)
-
-        async def calib():
-            async with aiohttp.ClientSession() as s:
-                return await calibrate(s, url, random.Random(args.seed))
-
-        meas = asyncio.run(calib())
-        cal = fitted(meas)
-        load = workload(args.rate, args.seconds, args.seed)
-        real = asyncio.run(replay(url, load, args.seed))
-        after = asyncio.run(calib())  # again after the load: how much the shared machine drifted meanwhile
-    finally:
-        server.terminate()
-        server.wait(30)
-        log.close()
-    sim = simulate(cal, load)
+def compare(real: dict, sim, load) -> dict:
     row = {}
     for name, key, q in (("ttft_p50_s", "ttft", 0.5), ("ttft_p95_s", "ttft", 0.95), ("itl_p50_s", "itl", 0.5),
                          ("itl_p95_s", "itl", 0.95)):
-        row[name] = {"real": pct(real[key], q), "sim": pct(sim[key], q)}
-    row["mean_waiting"] = {"real": statistics.mean(real["waiting"]), "sim": sim["mean_waiting"]}
-    row["mean_running"] = {"real": statistics.mean(real["running"]), "sim": sim["mean_running"]}
-    for v in row.values():
-        v["sim_over_real"] = v["sim"] / v["real"] if v["real"] else None
-    result = {"load_format": args.load_format, "server": f"shoal serve --device cpu --dtype float32 --max-num-seqs {SEQS} "
-                        f"--max-num-batched-tokens {BUDGET} (SmolLM2-135M)",
-              "load": {"rate": args.rate, "seconds": args.seconds, "requests": len(load),
-                       "prompt_tokens": "uniform 16..112", "output_tokens": "uniform 8..40", "seed": args.seed},
-              "calibration_measured": meas, "calibration_after_replay": after, "cpus": os.cpu_count(),
-              "load_average_1m": os.getloadavg()[0], "comparison": row}
+        r, s = pct(real[key], q), pct(getattr(sim, key), q)
+        row[name] = {"real": r, "sim": s, "error": s / r - 1}
+    times = [t for t, _, _ in real["samples"]]
+    for key, idx, series in (("waiting", 1, sim.waiting), ("running", 2, sim.running)):
+        r = statistics.mean(v[idx] for v in real["samples"])
+        s = statistics.mean(series)
+        row[f"mean_{key}"] = {"real": r, "sim": s, "error": (s / r - 1) if r else None}
+    end = times[-1]
+    real_bins = binned(times, [v[1] for v in real["samples"]], BIN_S, end)
+    sim_bins = binned(times, sim.waiting, BIN_S, end)
+    mae = statistics.mean(abs(a - b) for a, b in zip(real_bins, sim_bins))
+    row["waiting_10s_bins"] = {"real": real_bins, "sim": sim_bins, "mean_abs_error": mae,
+                               "mae_over_mean": mae / max(statistics.mean(real_bins), 1e-9),
+                               "correlation": statistics.correlation(real_bins, sim_bins)
+                               if len(set(real_bins)) > 1 and len(set(sim_bins)) > 1 else None}
+    return row
+
+
+def start_server(model: Path, port: int, log) -> subprocess.Popen:
+    env = dict(os.environ, SHOAL_CPU_THREADS="1", OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "shoal", "serve", "--model", str(model), "--host", "127.0.0.1", "--port",
+           str(port), "--device", "cpu", "--dtype", "float32", "--max-num-seqs", str(SEQS),
+           "--max-num-batched-tokens", str(BUDGET), "--kv-cache-tokens", str(KV_TOKENS),
+           "--enable-prefix-caching", "false"]
+    server = subprocess.Popen(["taskset", "-c", str(SERVER_CPU), *cmd], stdout=log, stderr=subprocess.STDOUT,
+                              env=env)
+    deadline = time.time() + 180
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=1) as r:
+                if r.status == 200:
+                    return server
+        except OSError:
+            pass
+        if server.poll() is not None or time.time() > deadline:
+            raise RuntimeError(f"the server did not become ready; see {log.name}")
+        time.sleep(0.5)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--trace", default=str(DEFAULT_TRACE))
+    ap.add_argument("--start", type=float, default=600.0, help="trace second the slice starts at")
+    ap.add_argument("--seconds", type=float, default=150.0)
+    ap.add_argument("--keep", type=float, default=0.17, help="share of the slice's requests replayed")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default=str(HERE / "results" / "sim_vs_engine.json"))
+    args = ap.parse_args()
+
+    from shoal.engine.model_prepare import prepare
+
+    model = prepare("smollm2")
+    os.sched_setaffinity(0, {CLIENT_CPU})
+    load = trace_slice(args.trace, args.start, args.seconds, args.keep, args.seed)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    load_before = os.getloadavg()
+    with open(Path(args.out).with_suffix(".server.log"), "w") as log:
+        server = start_server(model, port, log)
+        try:
+            async def calibrate():
+                async with aiohttp.ClientSession() as session:
+                    return await measure_cpu_steps(session, url, random.Random(args.seed))
+
+            before = asyncio.run(calibrate())
+            real = asyncio.run(replay(url, load, args.seed))
+            after = asyncio.run(calibrate())
+        finally:
+            server.terminate()
+            server.wait(30)
+    print(json.dumps({"calibration_before": before, "calibration_after": after}))
+    name = "CPU 1 core / SmolLM2-135M float32 (fitted to this run's step timings, before the replay)"
+    cal = fit_measured(before, KV_TOKENS, name)
+    cal_after = fit_measured(after, KV_TOKENS, name.replace("before", "after"))
+    times = [t for t, _, _ in real["samples"]]
+    sim = replay_engine(cal, load, SEQS, BUDGET, times)
+    sim_after = replay_engine(cal_after, load, SEQS, BUDGET, times)
+    fit = {"a_s": cal.weight_bytes / cal.copy_bandwidth, "per_seq_s": cal.step_overhead_per_seq_s,
+           "per_token_s": cal.step_per_token_s}
+    fit_after = {"a_s": cal_after.weight_bytes / cal_after.copy_bandwidth,
+                 "per_seq_s": cal_after.step_overhead_per_seq_s, "per_token_s": cal_after.step_per_token_s}
+    result = {
+        "server": f"taskset -c {SERVER_CPU} shoal serve --device cpu --dtype float32 --max-num-seqs {SEQS} "
+                  f"--max-num-batched-tokens {BUDGET} --kv-cache-tokens {KV_TOKENS} --enable-prefix-caching false "
+                  "(SmolLM2-135M-Instruct, SHOAL_CPU_THREADS=1); client pinned to CPU 0",
+        "load": {"trace": Path(args.trace).name, "start_s": args.start, "seconds": args.seconds, "keep": args.keep,
+                 "seed": args.seed, "requests": len(load), "prompt_tokens": "trace / 10, 8..120",
+                 "output_tokens": "trace / 8, 4..40"},
+        "calibration_before": {"measured": before, "fit": fit},
+        "calibration_after": {"measured": after, "fit": fit_after},
+        "load_average_before": load_before, "load_average_after": os.getloadavg(), "cpus": os.cpu_count(),
+        "client": {"max_late_s": real["max_late_s"], "chunks": real["chunks"],
+                   "multi_token_chunks": real["multi_token_chunks"],
+                   "itl_per_chunk_p50_s": pct(real["itl_per_chunk"], 0.5),
+                   "itl_per_chunk_p95_s": pct(real["itl_per_chunk"], 0.95)},
+        "comparison": compare(real, sim, load),
+        "comparison_with_after_fit": {k: v for k, v in compare(real, sim_after, load).items()
+                                      if k != "waiting_10s_bins"},
+    }
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
-    print(json.dumps(result, indent=1))
+    summary = {k: v for k, v in result["comparison"].items() if k != "waiting_10s_bins"}
+    print(json.dumps({"fit": fit, "fit_after": fit_after, "comparison": summary,
+                      "waiting_bins": {k: v for k, v in result["comparison"]["waiting_10s_bins"].items()
+                                       if k not in ("real", "sim")},
+                      "client": result["client"], "load": [load_before, result["load_average_after"]]}, indent=1))
     return 0
 
 
