@@ -10,6 +10,8 @@ and bench/reliability_metrics_security.py.
 from __future__ import annotations
 
 import base64
+import calendar
+import math
 import os
 import sys
 import time
@@ -45,6 +47,10 @@ class Episode:
     recover_s: float = 0.0  # fault off -> MetricsAvailable=True
     scaled_down_s: float = 0.0  # fault off -> the Deployment at 1 (the data's own decision)
     notes: list[str] = field(default_factory=list)
+
+
+def _epoch(stamp: str) -> int:
+    return calendar.timegm(time.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ"))
 
 
 class OperatorUnderFaults:
@@ -107,17 +113,26 @@ class OperatorUnderFaults:
 
     def _scale_to_held(self) -> None:
         """Put the idle service at HELD replicas, all ready, as if an earlier load had scaled it up (the autoscaler
-        owns the count through status.desiredReplicas and its state; a tick racing this patch is retried)."""
+        owns the count through status.desiredReplicas and its state). Done once a decision taken after the patch
+        says HELD: a tick that read the old count before the patch may still write it back, and is retried."""
         for _ in range(5):
+            patched = time.time()
             # a capacity learned under that earlier load, so that true idle data asks for a scale-down
             self.api.call("PATCH", f"{ISVC}/idle/status", {"status": {
                 "desiredReplicas": HELD, "autoscaling": {"planner": {"capacityRps": 5.0}}}})
             self.api.call("PATCH", f"{DEPLOY}/idle", {"spec": {"replicas": HELD}})
             self._mark_ready("idle", HELD)
-            time.sleep(2 * self.period_s)
-            if self.replicas() == HELD and self.isvc()["status"].get("desiredReplicas") == HELD:
+            try:
+                decision = wait_for(lambda: (d := self._decision()) and _epoch(d["time"]) >= math.ceil(patched)
+                                    and d, timeout=15 * self.period_s, what="a decision after the patch")
+            except AssertionError:
+                continue
+            if decision["replicas"] == HELD and self.replicas() == HELD:
                 return
         raise AssertionError("could not put the idle service at 3 replicas")
+
+    def _decision(self) -> dict | None:
+        return ((self.isvc().get("status") or {}).get("autoscaling") or {}).get("lastDecision")
 
     def episode(self, fault: str, watch_periods: int = 3) -> Episode:
         ep = Episode(fault, reason=EXPECTED_REASON[fault])
