@@ -66,6 +66,12 @@ def operator_crashes(workdir: Path, round_: int) -> dict:
                         "seconds": round(r.seconds, 1)} for r in results]}
 
 
+def command_line() -> str:
+    """sys.argv for the record, with --workdir's folder left out (no path of this machine in the results)."""
+    argv = ["python", "bench/reliability_api.py", *sys.argv[1:]]
+    return " ".join("DIR" if i and argv[i - 1] == "--workdir" else a for i, a in enumerate(argv))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--only", choices=("faults", "crashes"))
@@ -90,7 +96,7 @@ def main() -> int:
                 workdir.mkdir(parents=True, exist_ok=True)
                 rows.append(api_faults(args, workdir, watch_drop))
             if not args.no_record:
-                record("api_faults", rows)
+                record("api_faults", rows, command_line())
         if args.only in (None, "crashes"):
             rows = []
             for round_ in range(1, args.crash_rounds + 1):
@@ -100,7 +106,7 @@ def main() -> int:
                 print(f"operator crashes, round {round_}: {rows[-1]['survived']}/{rows[-1]['faults_injected']} "
                       f"converged, data lost {rows[-1]['data_lost']}", flush=True)
             if not args.no_record:
-                record("operator_crashes", rows)
+                record("operator_crashes", rows, command_line())
     return 0
 
 
