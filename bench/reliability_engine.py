@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests" / "reliability"), str(ROOT / "bench")]
 
 import engine_faults_harness as h  # noqa: E402
+import engine_fleet_drain  # noqa: E402
 import engine_fuzz as fz  # noqa: E402
 import engine_load  # noqa: E402
 
@@ -100,8 +101,9 @@ def main() -> int:
         sections["overload"] = [asyncio.run(engine_load.overload_campaign(args.overload_seconds, factor=10.0))]
     if "drain" in only:
         sections["drain"] = [asyncio.run(engine_load.sigterm_drain_campaign(args.drain_streams)),
-                             asyncio.run(engine_load.fleet_scale_down_campaign(streams=16))]
+                             asyncio.run(engine_fleet_drain.fleet_scale_down_campaign(streams=16))]
     for name, rows in sections.items():
+        rows[:] = [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]  # raw results stay here
         print(f"== {name}\n" + json.dumps(rows, indent=1))
         if not args.no_record:
             from reliability_record import record
