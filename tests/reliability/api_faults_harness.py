@@ -339,7 +339,7 @@ class FaultRun:
 
 def run_fault_campaign(workdir: Path, reconciles: int, rate: float, seed: int, pool: int,
                        watch_drop: float = 0.3, namespaces: tuple[str, ...] = ("rel-a", "rel-b"),
-                       pace_s: float = 0.01, converge_timeout: float = 300.0) -> FaultRun:
+                       pace_s: float = 0.03, converge_timeout: float = 300.0) -> FaultRun:
     """The emulator failing `rate` of the operator's calls; the real operator; changes to InferenceServices until
     the operator has run `reconciles` reconciles (at least that many changes); then the verdict."""
     from shoal.fleet.apiserver.process import start_apiserver

@@ -8,7 +8,8 @@ from api_faults_harness import run_fault_campaign
 
 
 def test_100_reconciles_at_10_percent_faults_end_in_the_desired_state(tmp_path):
-    run = run_fault_campaign(tmp_path, reconciles=100, rate=0.10, seed=9, pool=30, watch_drop=0.5,
+    # one change every 50 ms: a faster stream mostly coalesces (a hung call holds the one worker for 0.5 s)
+    run = run_fault_campaign(tmp_path, reconciles=100, rate=0.10, seed=9, pool=30, watch_drop=0.5, pace_s=0.05,
                              converge_timeout=90)
     verdict, faults = run.verdict, run.faults
     assert verdict.clean, verdict.summary()

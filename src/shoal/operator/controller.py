@@ -44,6 +44,7 @@ class Controller:
         self._dirty: set[Key] = set()
         self._failures: dict[Key, int] = {}
         self._tasks: list[asyncio.Task] = []
+        self._events: set[asyncio.Task] = set()  # Events in flight: a hung call must not hold a worker
 
     # -- cache feeding (from kopf events and our own writes) ----------------------------------------------
     def observe_service(self, event_type: str | None, body: dict[str, Any]) -> None:
@@ -108,10 +109,11 @@ class Controller:
         self._tasks.append(asyncio.create_task(self._resync(), name="shoal-resync"))
 
     async def stop(self) -> None:
-        for task in self._tasks:
+        tasks = self._tasks + list(self._events)
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks = []
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._tasks, self._events = [], set()
 
     async def _warm_children(self) -> None:
         """One LIST per kind, so a restarted operator does not mistake unseen children for missing ones."""
@@ -170,7 +172,7 @@ class Controller:
         except Exception as exc:  # any failure: count it, say so in status, retry later
             cause = exc.cause if isinstance(exc, PartialReconcile) else exc
             if isinstance(exc, PartialReconcile) and exc.changes:
-                await self.post_event(body, "Normal", self._reason(body, exc.changes), "; ".join(exc.changes))
+                self.post_event_later(body, "Normal", self._reason(body, exc.changes), "; ".join(exc.changes))
             self.metrics.reconcile_errors.labels(reason=type(cause).__name__).inc()
             delay = self._retry_later(key, getattr(cause, "retry_after", None))
             if not isinstance(cause, kube.ApiError) or cause.status != 409:  # 409: a concurrent writer, retry
@@ -183,7 +185,7 @@ class Controller:
         self.metrics.desired_replicas.labels(namespace=key[0], service=key[1]).set(outcome.replicas)
         self.metrics.ready_replicas.labels(namespace=key[0], service=key[1]).set(outcome.ready)
         if outcome.changes:
-            await self.post_event(body, "Normal", self._reason(body, outcome.changes), "; ".join(outcome.changes))
+            self.post_event_later(body, "Normal", self._reason(body, outcome.changes), "; ".join(outcome.changes))
 
     def _retry_later(self, key: Key, at_least: float | None = None) -> float:
         """Requeue with exponential backoff (0.5 s doubling to 60 s), or later if the server asked (Retry-After)."""
@@ -205,9 +207,15 @@ class Controller:
         except (kube.ApiError, OSError, asyncio.TimeoutError) as exc:  # events are auxiliary: log, go on
             log.warning("could not post event %s on %s: %s", reason, body["metadata"]["name"], exc)
 
+    def post_event_later(self, body: dict[str, Any], type_: str, reason: str, message: str) -> None:
+        """Post an Event in the background: the worker goes on to the next reconcile."""
+        task = asyncio.create_task(self.post_event(body, type_, reason, message))
+        self._events.add(task)
+        task.add_done_callback(self._events.discard)
+
     async def _report_failure(self, key: Key, body: dict[str, Any], exc: Exception) -> None:
         message = str(exc)[:500]
-        await self.post_event(body, "Warning", "ReconcileFailed", message)
+        self.post_event_later(body, "Warning", "ReconcileFailed", message)
         status = failed_status(body, message, now_rfc3339())
         if is_subset(status, body.get("status") or {}):
             return
