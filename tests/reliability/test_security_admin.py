@@ -93,3 +93,23 @@ def test_a_real_server_at_debug_never_logs_the_token(tmp_path):
     assert probe.leaks() == [], "a token reached the log"
     # asyncio debug mode makes aiohttp log the parser's refusal with its traceback; nothing else may fail
     assert [line for line in crash_lines(text) if "Error handling request" not in line and "Traceback" not in line] == []
+
+
+def test_the_operator_puts_the_token_only_in_the_authorization_header():
+    """The operator reads each service's token to PATCH its pods: no log call, Event or status write may carry it."""
+    from shoal.operator import autoscaler
+
+    tree = ast.parse(inspect.getsource(autoscaler))
+    sinks = ("log.", "logging.", "print", "_event", "client.patch", "client.post_event")
+    carriers = {"token", "headers", "secret"}
+    checked = 0
+    for call in (n for n in ast.walk(tree) if isinstance(n, ast.Call)):
+        if ast.unparse(call.func).startswith(sinks):
+            checked += 1
+            names = {n.id for arg in [*call.args, *(k.value for k in call.keywords)] for n in ast.walk(arg)
+                     if isinstance(n, ast.Name)}
+            assert not names & carriers, ast.unparse(call)
+    assert checked >= 8  # the scan found the log calls, Events and patches
+    formatted = [ast.unparse(n) for n in ast.walk(tree) if isinstance(n, ast.JoinedStr)
+                 and any(isinstance(v, ast.Name) and v.id == "token" for v in ast.walk(n))]
+    assert formatted == ["f'Bearer {token}'"], formatted  # the one place the token is put into text
