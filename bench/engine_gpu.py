@@ -91,8 +91,10 @@ def smollm2_dir():
         return None
 
 
-def nano_vllm(shape, profile=False, overlap="auto"):
-    argv = ["--model-shape", shape, "--device", "cuda", "--out", os.devnull, "--async-scheduling", overlap]
+def nano_vllm(shape, profile=False, overlap="auto", phases=False, temperature=0.6):
+    argv = ["--model-shape", shape, "--device", "cuda", "--out", os.devnull, "--async-scheduling", overlap,
+            "--temperature", str(temperature)]
+    argv += ["--phase-timing"] if phases else []
     if profile:  # where the host spends a step: the top of cProfile's table
         import cProfile
         import pstats
@@ -100,14 +102,15 @@ def nano_vllm(shape, profile=False, overlap="auto"):
         prof = cProfile.Profile()
         result = prof.runcall(et.main, argv)
         stats = pstats.Stats(prof)
-        stats.sort_stats("tottime").print_stats(12)
+        stats.sort_stats("tottime").print_stats(25)
         stats.sort_stats("cumulative").print_stats("shoal", 25)
         stats.print_callers("compile|method 'tensor'|torch.tensor")
     else:
         result = et.main(argv)
     free_gpu()
-    print(f"  {shape} async_scheduling={overlap}: {result['shoal']['output_tok_s']:.0f} out tok/s, "
-          f"{100 * result['roofline']['fraction']:.1f}% of roofline", flush=True)
+    print(f"  {shape} async_scheduling={overlap} T={temperature}: {result['shoal']['output_tok_s']:.0f} out tok/s, "
+          f"{100 * result['roofline']['fraction']:.1f}% of roofline, phases {result['shoal']['phase_seconds']}",
+          flush=True)
     return {"out_tok_per_s": result["shoal"]["output_tok_s"], "roofline_fraction": result["roofline"]["fraction"],
             "shoal": result["shoal"], "roofline": result["roofline"], "under_cprofile": profile,
             "async_scheduling": overlap}
@@ -187,6 +190,7 @@ def main():
     ap.add_argument("--skip", default="", help="comma list of parts to skip: " + ",".join(PARTS))
     ap.add_argument("--repeat", type=int, default=1, help="runs of each nano-vllm shape")
     ap.add_argument("--only", default="", help="comma list of the parts to run (and 'profile' to profile qwen)")
+    ap.add_argument("--phases", action="store_true", help="time host and device phases of every nano-vllm run")
     args = ap.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     if args.only:
@@ -205,6 +209,14 @@ def main():
         out.write_text(json.dumps(result, indent=2, default=str) + "\n")
         Path(args.summary).write_text(json.dumps(summary(result), indent=2) + "\n")
 
+    if "coldprofile" in args.only.split(","):  # the first (cold) asynchronous run of the process, profiled
+        result["coldprofile"] = nano_vllm("qwen3-0.6b", profile=True, overlap="on", phases=True)
+        save()
+    if "diag" in args.only.split(","):  # where asynchronous scheduling's time goes, greedy and sampled, beside synchronous
+        print("== diagnostics: phases of qwen3-0.6b runs", flush=True)
+        result["diag"] = [nano_vllm("qwen3-0.6b", overlap=o, phases=True, temperature=t)
+                          for o, t in (("on", 0.6), ("on", 0.0), ("off", 0.6), ("on", 0.6))]
+        save()
     if "agree" not in skip:
         print("== greedy agreement with the CPU float32 path", flush=True)
         with tempfile.TemporaryDirectory() as root:
@@ -216,13 +228,13 @@ def main():
     for shape, key in (("qwen3-0.6b", "qwen"), ("llama-3.1-8b", "llama")):
         if key not in skip:
             print(f"== nano-vllm protocol, {shape}", flush=True)
-            result[shape] = nano_vllm(shape, profile="profile" in args.only)
+            result[shape] = nano_vllm(shape, profile="profile" in args.only, phases=args.phases)
             for _ in range(args.repeat - 1):  # the spread between identical runs, reported beside the first
-                again = nano_vllm(shape)
+                again = nano_vllm(shape, phases=args.phases)
                 result[shape].setdefault("repeats_out_tok_per_s", []).append(again["out_tok_per_s"])
             save()
         if f"{key}-sync" not in skip:  # the same run with host and device in turn, as before async scheduling
-            result[f"{shape}_sync"] = nano_vllm(shape, overlap="off")
+            result[f"{shape}_sync"] = nano_vllm(shape, overlap="off", phases=args.phases)
             save()
         fast, slow = result.get(shape, {}).get("out_tok_per_s"), result.get(f"{shape}_sync", {}).get("out_tok_per_s")
         if key == "qwen" and fast and slow and fast < slow:  # asynchronous lost: where does its host time go?

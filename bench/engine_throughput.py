@@ -88,10 +88,14 @@ def run_shoal(model_dir, args, prompts, outputs):
         max_num_batched_tokens=args.max_num_batched_tokens, kv_cache_tokens=args.kv_cache_tokens,
         max_model_len=args.max_input + args.max_output, async_scheduling=args.async_scheduling,
     )
-    params = [SamplingParams(temperature=0.6, max_tokens=n, ignore_eos=True) for n in outputs]
-    llm.generate([prompts[0][:16]], SamplingParams(max_tokens=2))  # warm-up, not timed
+    params = [SamplingParams(temperature=args.temperature, max_tokens=n, ignore_eos=True) for n in outputs]
+    # Warm-up, not timed: Triton compiles each kernel variant on first use (about a second each), so a few
+    # short requests of the workload's kind go through prefill, mixed and decode steps first.
+    warm = [p[: 16 + 29 * i] for i, p in enumerate(prompts[:32])]
+    llm.generate(warm, SamplingParams(temperature=0.6, max_tokens=4, ignore_eos=True))
     engine = llm.engine
     steps0 = engine.steps_total
+    phases = _time_phases(engine) if args.phase_timing else None
     sync(args.device)
     t0 = time.perf_counter()
     results = llm.generate(prompts, params)
@@ -109,7 +113,44 @@ def run_shoal(model_dir, args, prompts, outputs):
         "steps": engine.steps_total - steps0, "preemptions": engine.num_preemptions_total,
         "kv_cache_tokens": runner.num_blocks * runner.block_size,
         "weight_bytes_per_step": weights, "kv_bytes_read": kv_read,
+        "phase_seconds": phases() if phases else None,
     }, llm
+
+
+def _time_phases(engine):
+    """Wrap the engine's launch and read-back (diagnostics): host seconds in each, and the device seconds
+    between the start and the end of each launched step's work (CUDA events). Returns a reader."""
+    runner = engine.runner
+    launch, resolve = runner.launch, engine._resolve
+    acc = {"launch_host": 0.0, "resolve_host": 0.0}
+    marks = []
+
+    def timed_launch(*a, **k):
+        t = time.perf_counter()
+        start = torch.cuda.Event(enable_timing=True)
+        start.record()
+        out = launch(*a, **k)
+        end = torch.cuda.Event(enable_timing=True)
+        end.record()
+        marks.append((start, end))
+        acc["launch_host"] += time.perf_counter() - t
+        return out
+
+    def timed_resolve(*a, **k):
+        t = time.perf_counter()
+        out = resolve(*a, **k)
+        acc["resolve_host"] += time.perf_counter() - t
+        return out
+
+    runner.launch, engine._resolve = timed_launch, timed_resolve
+
+    def read():
+        torch.cuda.synchronize()
+        device = [s.elapsed_time(e) / 1e3 for s, e in marks]
+        gaps = [marks[i][1].elapsed_time(marks[i + 1][0]) / 1e3 for i in range(len(marks) - 1)]
+        return {**acc, "device_in_steps": sum(device), "device_between_steps": sum(gaps), "steps": len(marks)}
+
+    return read
 
 
 def run_hf(model_dir, args, prompts, outputs):
@@ -158,6 +199,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--cpu-threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
     ap.add_argument("--hf-compare", action="store_true", help="also run transformers' continuous batching")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--temperature", type=float, default=0.6, help="the protocol's 0.6; 0 = greedy (diagnostics)")
+    ap.add_argument("--phase-timing", action="store_true", help="CUDA: host and device seconds per phase")
     ap.add_argument("--async-scheduling", choices=["auto", "on", "off"], default="auto",
                     help="overlap host work with the device (auto: on for CUDA)")
     ap.add_argument("--out", default=None, help="default: bench/results/engine_throughput_<shape>_<device>.json "
@@ -194,7 +237,8 @@ def main(argv=None) -> dict:
         "device": args.device, "device_name": _device_name(args.device), "torch": torch.__version__,
         "model_shape": args.model_shape, "dtype": args.dtype, "num_seqs": args.num_seqs,
         "input_range": [args.min_input, args.max_input], "output_range": [args.min_output, args.max_output],
-        "cpu_threads": torch.get_num_threads(), "async_scheduling": args.async_scheduling, "shoal": shoal, "roofline": roofline, "hf": hf,
+        "cpu_threads": torch.get_num_threads(), "async_scheduling": args.async_scheduling,
+        "temperature": args.temperature, "shoal": shoal, "roofline": roofline, "hf": hf,
         "ratio_to_hf": shoal["output_tok_s"] / hf["output_tok_s"] if hf and "error" not in hf else None,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -163,16 +163,19 @@ class ModelRunner:
         fix = [] if pending is None else [
             (int(cu[i]), e.seq.pending_row) for i, e in enumerate(batch) if e.seq.pending_step == pending.step
         ]
-        # One int64 and one int32 host buffer (pinned on CUDA), each uploaded with one copy.
-        n64 = 3 * total + (num_samples if gather else 0) + 2 * len(fix)
-        n32 = num + num * width + (num - nd + 1 if has_prefill else 0)
+        # One int64 and one int32 host buffer (pinned on CUDA), each uploaded with one copy. Every part starts
+        # 16-byte aligned: Triton compiles a kernel variant per pointer alignment, and a variant compiled
+        # mid-run costs about a second.
+        r64 = _regions([total, total, total, num_samples if gather else 0, len(fix), len(fix)], 2)
+        nw = num - nd
+        r32 = _regions([nd, nw, nd * width, nw * width, nw + 1 if has_prefill else 0], 4)
         # ...and room for the sampler's per-row parameters and the sampled tokens' way back.
-        self.staging.begin(8 * n64 + 4 * n32 + 32 * num)
-        h64 = self.staging.take(n64, torch.int64)
-        h32 = self.staging.take(n32, torch.int32)
+        self.staging.begin(8 * r64[-1][1] + 4 * r32[-1][1] + 32 * num)
+        h64 = self.staging.take(r64[-1][1], torch.int64)
+        h32 = self.staging.take(r32[-1][1], torch.int32)
         a64, a32 = h64.numpy(), h32.numpy()
-        ids, pos, slots = a64[:total], a64[total: 2 * total], a64[2 * total: 3 * total]
-        ctx, tables = a32[:num], a32[num: num + num * width].reshape(num, width)
+        ids, pos, slots, lidx, fdst, fsrc = (a64[s:e] for s, e in r64)
+        ctx_d, ctx_p, tab_d, tab_p, cu_p = (a32[s:e] for s, e in r32)
         if num_samples == num and nd == num:  # pure decode: one token each, the last one
             ids[:] = np.fromiter((e.seq.last_token_id for e in batch), np.int64, num)
         else:
@@ -182,40 +185,49 @@ class ModelRunner:
                 tokens.extend(entry.seq.token_slice(start, start + entry.num_new_tokens))
             ids[:] = tokens
         np.maximum(ids, 0, out=ids)  # a pending token's placeholder: any valid id until the device fills it in
-        tables[:] = 0
+        tables = np.zeros((num, width), np.int32)
         mask = np.arange(width)[None, :] < widths[:, None]
         tables[mask] = np.fromiter(itertools.chain.from_iterable(e.seq.block_table for e in batch), np.int32,
                                    int(widths.sum()))
+        tab_d[:] = tables[:nd].reshape(-1)
+        tab_p[:] = tables[nd:].reshape(-1)
         row = np.repeat(np.arange(num), q_lens) if has_prefill else np.arange(num)
         pos[:] = starts[row] + np.arange(total) - cu[:-1][row]
         slots[:] = tables[row, pos // bs].astype(np.int64) * bs + pos % bs
-        ctx[:] = starts + q_lens
-        at = 3 * total
+        ctx = starts + q_lens
+        ctx_d[:], ctx_p[:] = ctx[:nd], ctx[nd:]
         if gather:
-            a64[at: at + num_samples] = (cu[1:] - 1)[samples]
-            at += num_samples
+            lidx[:] = (cu[1:] - 1)[samples]
         if fix:
-            a64[at: at + 2 * len(fix)] = np.asarray(fix, np.int64).T.reshape(-1)
+            fdst[:], fsrc[:] = zip(*fix)
         if has_prefill:
-            a32[num + num * width:] = cu[nd:] - cu[nd]
+            cu_p[:] = cu[nd:] - cu[nd]
         dev = self.device
         d64, d32 = h64.to(dev, non_blocking=True), h32.to(dev, non_blocking=True)
-        input_ids, slot_mapping = d64[:total], d64[2 * total: 3 * total]
+        input_ids, positions, slot_mapping, d_lidx, d_fdst, d_fsrc = (d64[s:e] for s, e in r64)
+        d_ctx_d, d_ctx_p, d_tab_d, d_tab_p, d_cu_p = (d32[s:e] for s, e in r32)
         if fix:
-            dst, src = d64[at: at + len(fix)], d64[at + len(fix): at + 2 * len(fix)]
-            input_ids[dst] = pending.tokens[src]
-        d_ctx, d_tables = d32[:num], d32[num: num + num * width].view(num, width)
+            input_ids[d_fdst] = pending.tokens[d_fsrc]
         meta = AttentionMetadata(
             slot_mapping=slot_mapping,
             num_decodes=nd,
-            decode_block_tables=d_tables[:nd] if nd else None,
-            decode_context_lens=d_ctx[:nd] if nd else None,
-            prefill_block_tables=d_tables[nd:] if has_prefill else None,
-            prefill_cu_seqlens_q=d32[num + num * width:] if has_prefill else None,
-            prefill_context_lens=d_ctx[nd:] if has_prefill else None,
+            decode_block_tables=d_tab_d.view(nd, width) if nd else None,
+            decode_context_lens=d_ctx_d if nd else None,
+            prefill_block_tables=d_tab_p.view(nw, width) if has_prefill else None,
+            prefill_cu_seqlens_q=d_cu_p if has_prefill else None,
+            prefill_context_lens=d_ctx_p if has_prefill else None,
         )
-        logits_indices = d64[3 * total: 3 * total + num_samples] if gather else None
-        return input_ids, d64[total: 2 * total], meta, logits_indices, num_samples
+        return input_ids, positions, meta, d_lidx if gather else None, num_samples
+
+
+def _regions(sizes: list[int], align: int) -> list[tuple[int, int]]:
+    """[start, end) of consecutive parts of the given sizes, each start a multiple of `align` elements."""
+    out, at = [], 0
+    for n in sizes:
+        at = -(-at // align) * align
+        out.append((at, at + n))
+        at += n
+    return out
 
 
 class PendingTokens:

@@ -25,7 +25,9 @@ def dot_precision(dtype: torch.dtype) -> str:
     return "ieee" if dtype == torch.float32 else "tf32"
 
 
-@triton.jit
+# Values that change from step to step are not specialised on: each new specialisation is a
+# compile (about a second) in the middle of serving.
+@triton.jit(do_not_specialize=["num_splits", "stride_bt"])
 def _decode_kernel(
     Q, K, V, BlockTables, Lens, Out, PartOut, PartLse,
     scale_log2, num_splits,
@@ -89,7 +91,7 @@ def _decode_kernel(
         tl.store(PartLse + row, lse, mask=mask_g)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["num_splits"])
 def _merge_kernel(
     PartOut, PartLse, Out, stride_ob, stride_oh, num_splits,
     SPLITS_PAD: tl.constexpr, HEAD_DIM: tl.constexpr,

@@ -46,7 +46,8 @@ def _attend_tile(q, K, V, bt_row, n0, kvh, pos, kv_end, m_i, l_i, acc, scale_log
     return m_new, l_i, acc
 
 
-@triton.jit
+# Values that change from step to step are not specialised on (each would be a compile mid-serving).
+@triton.jit(do_not_specialize=["num_seqs", "stride_bt"])
 def _prefill_kernel(
     Q, K, V, BlockTables, CuSeqlensQ, Lens, TileStarts, Out,
     scale_log2, num_seqs,
@@ -115,6 +116,12 @@ TILES = dict(block_m=128, block_n=128, num_warps=8, num_stages=3)  # best of the
 SMALL_TILES = dict(block_m=64, block_n=32, num_warps=4, num_stages=2)
 
 
+def search_steps(num_seqs: int) -> int:
+    """Binary-search steps over the sequences, rounded up to a multiple of 4 so that few kernel variants
+    get compiled (steps past convergence keep the answer)."""
+    return 4 * max(1, math.ceil(math.ceil(math.log2(num_seqs + 1)) / 4))
+
+
 def paged_prefill_attention(q, k_cache, v_cache, block_tables, cu_seqlens_q, context_lens, scale, *,
                             block_m=None, block_n=None, num_warps=None, num_stages=None, out=None):
     """q [T,Hq,D] packed; cu_seqlens_q [B+1] int32; context_lens [B] int32 (kv length incl. the
@@ -145,7 +152,7 @@ def paged_prefill_attention(q, k_cache, v_cache, block_tables, cu_seqlens_q, con
         out.stride(0), out.stride(1),
         GROUP=num_q_heads // num_kv_heads, HEAD_DIM=head_dim, BLOCK_D=max(16, triton.next_power_of_2(head_dim)),
         PAGE=page, BLOCK_M=block_m, BLOCK_N=block_n,
-        SEARCH_STEPS=max(1, math.ceil(math.log2(num_seqs + 1))), PRECISION=dot_precision(q.dtype),
+        SEARCH_STEPS=search_steps(num_seqs), PRECISION=dot_precision(q.dtype),
         num_warps=num_warps, num_stages=num_stages,
     )
     return out
