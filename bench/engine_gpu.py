@@ -109,7 +109,8 @@ def nano_vllm(shape, profile=False, overlap="auto", phases=False, temperature=0.
         result = et.main(argv)
     free_gpu()
     print(f"  {shape} async_scheduling={overlap} T={temperature}: {result['shoal']['output_tok_s']:.0f} out tok/s, "
-          f"{100 * result['roofline']['fraction']:.1f}% of roofline, phases {result['shoal']['phase_seconds']}",
+          f"{100 * result['roofline']['fraction']:.1f}% of roofline, phases {result['shoal']['phase_seconds']}, "
+          f"Triton compiles in the timed run: {result['shoal']['triton_compiles_during_run']}",
           flush=True)
     return {"out_tok_per_s": result["shoal"]["output_tok_s"], "roofline_fraction": result["roofline"]["fraction"],
             "shoal": result["shoal"], "roofline": result["roofline"], "under_cprofile": profile,

@@ -96,11 +96,13 @@ def run_shoal(model_dir, args, prompts, outputs):
     engine = llm.engine
     steps0 = engine.steps_total
     phases = _time_phases(engine) if args.phase_timing else None
+    compiled_before = _triton_cache_entries()
     sync(args.device)
     t0 = time.perf_counter()
     results = llm.generate(prompts, params)
     sync(args.device)
     seconds = time.perf_counter() - t0
+    compiled_during = _triton_cache_entries() - compiled_before
     tokens = sum(len(r.token_ids) for r in results)
     assert [len(r.token_ids) for r in results] == outputs, "a sequence stopped early"
     runner = engine.runner
@@ -114,7 +116,15 @@ def run_shoal(model_dir, args, prompts, outputs):
         "kv_cache_tokens": runner.num_blocks * runner.block_size,
         "weight_bytes_per_step": weights, "kv_bytes_read": kv_read,
         "phase_seconds": phases() if phases else None,
+        "triton_compiles_during_run": compiled_during,  # each costs about a second of the timed run
     }, llm
+
+
+def _triton_cache_entries() -> int:
+    import os
+
+    root = Path(os.environ.get("TRITON_CACHE_DIR") or Path.home() / ".triton" / "cache")
+    return sum(1 for _ in root.iterdir()) if root.is_dir() else 0
 
 
 def _time_phases(engine):
