@@ -83,11 +83,17 @@ def wait_for(check: Callable[[], Any], timeout: float, what: str, interval: floa
 
 
 # -- the operator as a process -----------------------------------------------------------------------------
+# `shoal operator` with its imports done first, then started by a line on stdin (a crash test restarts it quickly)
+PREWARMED = ("import sys, kopf, aiohttp, shoal.cli, shoal.operator.main; sys.stdin.readline(); "
+             "sys.exit(shoal.cli.main(sys.argv[1:]))")
+
+
 class OperatorProcess:
-    """`shoal operator` in its own process, identified by the bearer token of its own kubeconfig."""
+    """`shoal operator` in its own process, identified by the bearer token of its own kubeconfig. `prewarmed`: the
+    process imports everything, then waits for `go()` (the operator code and command line are the same)."""
 
     def __init__(self, workdir: Path, api_url: str, token: str, prometheus_url: str | None = None,
-                 control_period_s: float = 1.0, namespace: str | None = None):
+                 control_period_s: float = 1.0, namespace: str | None = None, prewarmed: bool = False):
         from shoal.fleet.apiserver import kubeconfig_text
 
         self.token = token
@@ -95,7 +101,8 @@ class OperatorProcess:
         kubeconfig = workdir / f"kubeconfig-{token}"
         kubeconfig.write_text(kubeconfig_text(api_url, token=token))
         scope = ["--namespace", namespace] if namespace else ["--all-namespaces"]
-        command = [sys.executable, "-m", "shoal", "operator", *scope, "--standalone",
+        launcher = ["-c", PREWARMED] if prewarmed else ["-m", "shoal"]
+        command = [sys.executable, *launcher, "operator", *scope, "--standalone",
                    "--liveness-port", "0", "--metrics-port", str(self.metrics_port),
                    "--control-period", str(control_period_s)]
         if prometheus_url:
@@ -103,7 +110,14 @@ class OperatorProcess:
         self.log_path = workdir / f"operator-{token}.log"
         env = dict(os.environ, KUBECONFIG=str(kubeconfig))
         with open(self.log_path, "w") as log:
-            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                            stdin=subprocess.PIPE if prewarmed else subprocess.DEVNULL)
+
+    def go(self) -> "OperatorProcess":
+        """Start a prewarmed operator."""
+        self.process.stdin.write(b"go\n")
+        self.process.stdin.close()
+        return self
 
     @property
     def pid(self) -> int:

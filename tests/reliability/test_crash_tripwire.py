@@ -56,3 +56,26 @@ async def test_kill_right_after_the_kth_write_and_drop_the_rest():
     finally:
         if victim.poll() is None:
             victim.kill()
+
+
+def test_autoscaler_losses_names_what_a_restart_undid():
+    from crash_harness import autoscaler_losses
+
+    before = {"desiredReplicas": 2, "autoscaling": {"lastScaleTime": "2026-11-27T10:00:05Z", "planner": {
+        "capacityRps": 0.3, "lastTime": 100.0, "recentForecasts": [[99.0, 0.5], [100.0, 0.6]]}},
+        "batch": {"maxNumSeqs": 256, "maxNumBatchedTokens": 6144, "tunedAt": 100.0}}
+    resumed = {"desiredReplicas": 2, "autoscaling": {"lastScaleTime": "2026-11-27T10:00:05Z", "planner": {
+        "capacityRps": 0.28, "lastTime": 101.0, "recentForecasts": [[99.0, 0.5], [100.0, 0.6], [101.0, 0.6]]}},
+        "batch": {"maxNumSeqs": 256, "maxNumBatchedTokens": 6144, "tunedAt": 100.0}}
+    deployment, configmap = {"spec": {"replicas": 2}}, {"data": {"maxNumBatchedTokens": "6144"}}
+    assert autoscaler_losses(before, resumed, deployment, configmap) == []
+    fresh = {"desiredReplicas": 1, "autoscaling": {"planner": {"capacityRps": 0.5, "lastTime": 101.0,
+                                                               "recentForecasts": [[101.0, 0.6]]}},
+             "batch": {"maxNumSeqs": 256, "maxNumBatchedTokens": 8192, "tunedAt": None}}
+    lost = autoscaler_losses(before, fresh, {"spec": {"replicas": 1}}, {"data": {"maxNumBatchedTokens": "8192"}})
+    assert any("forecasts" in m for m in lost) and any("lastScaleTime" in m for m in lost)
+    assert any("desiredReplicas fell" in m for m in lost) and any("batch tuner" in m for m in lost)
+    assert autoscaler_losses(before, resumed, {"spec": {"replicas": 3}}, configmap) == [
+        "Deployment replicas 3 != desired 2"]
+    assert autoscaler_losses(before, resumed, deployment, {"data": {"maxNumBatchedTokens": "8192"}})[0].startswith(
+        "ConfigMap")
