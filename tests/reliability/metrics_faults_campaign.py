@@ -134,7 +134,7 @@ class OperatorUnderFaults:
     def _decision(self) -> dict | None:
         return ((self.isvc().get("status") or {}).get("autoscaling") or {}).get("lastDecision")
 
-    def episode(self, fault: str, watch_periods: int = 3) -> Episode:
+    def episode(self, fault: str, watch_periods: int = 4) -> Episode:
         ep = Episode(fault, reason=EXPECTED_REASON[fault])
         self.proxy.set(None if fault == "engine_down" else fault)
         if fault == "engine_down":  # a real partial scrape: one of the three engines drops off the network
