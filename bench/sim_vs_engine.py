@@ -135,6 +135,25 @@ def compare(real: dict, sim, load) -> dict:
     return row
 
 
+def plot_queue(path: Path, times, real: dict, sim) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 1, figsize=(10, 5), sharex=True)
+    for ax, idx, series, name in ((axes[0], 1, sim.waiting, "waiting"), (axes[1], 2, sim.running, "running")):
+        ax.step(times, [v[idx] for v in real["samples"]], where="post", label="real server", lw=1)
+        ax.step(times, series, where="post", label="simulator", lw=1, alpha=0.8)
+        ax.set_ylabel(f"num_requests_{name}")
+    axes[0].legend(loc="upper right")
+    axes[1].set_xlabel("seconds into the replay")
+    fig.suptitle("SmolLM2-135M on one CPU core: the real server's queue gauges vs the simulator's (same load)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def start_server(model: Path, port: int, log) -> subprocess.Popen:
     env = dict(os.environ, SHOAL_CPU_THREADS="1", OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "shoal", "serve", "--model", str(model), "--host", "127.0.0.1", "--port",
@@ -217,6 +236,7 @@ def main() -> int:
                                       if k != "waiting_10s_bins"},
     }
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+    plot_queue(Path(args.out).with_suffix(".png"), times, real, sim)
     summary = {k: v for k, v in result["comparison"].items() if k != "waiting_10s_bins"}
     print(json.dumps({"fit": fit, "fit_after": fit_after, "comparison": summary,
                       "waiting_bins": {k: v for k, v in result["comparison"]["waiting_10s_bins"].items()

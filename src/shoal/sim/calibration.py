@@ -16,6 +16,9 @@ What calibrates it: the GPU engine benchmark (bench/results/engine_throughput_gp
 - not validated by that benchmark: the prefill rate (790 TFLOP/s, this workplace's measured bf16 GEMM rate; the
   protocol's prefill is a small share of its time), the KV cache size (the 300,336 tokens the engine sized in that
   run), and the pod start delay (60 s, assumed: image cached, weights on node disk).
+
+The same class also carries the model of the real CPU server that bench/sim_vs_engine.py checks the simulator
+against (fit_cpu_step_model: SmolLM2-135M on one core, fitted to step timings measured in that run).
 """
 
 from __future__ import annotations
