@@ -16,6 +16,7 @@ import argparse
 import gc
 import json
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -202,7 +203,7 @@ def main():
     result = {"card": torch.cuda.get_device_name(0), "date": time.strftime("%Y-%m-%d", time.gmtime()),
               "versions": {"torch": torch.__version__, "triton": triton.__version__,
                            "transformers": transformers.__version__},
-              "command": "PYTHONPATH=src python3 bench/engine_gpu.py"}
+              "command": " ".join(["PYTHONPATH=src python3 bench/engine_gpu.py", *sys.argv[1:]])}
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
 
