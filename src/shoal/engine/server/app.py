@@ -74,7 +74,29 @@ def prompt_char_limit(tokenizer, max_model_len: int) -> int | None:
     return max_model_len * max(map(len, get_vocab()), default=1)
 
 
+class QuietMalformedHTTP(logging.Filter):
+    """aiohttp logs a request its parser rejects (a header over 8 KiB, a bad request line) as an ERROR with a
+    traceback, and answers it 400 itself: one warning line is enough for a client's mistake (a traceback per
+    request would let any client flood the log)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from aiohttp.http_exceptions import HttpProcessingError
+
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError) and exc.code < 500:
+            from shoal.engine.server.admin import redact
+
+            detail = redact(str(exc).replace("\n", " "))[:200]  # the parser quotes the offending line
+            record.msg, record.args = f"malformed HTTP request refused with {exc.code}: {detail}", None
+            record.exc_info, record.exc_text = None, None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
 def build_app(state: ServerState) -> web.Application:
+    server_log = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, QuietMalformedHTTP) for f in server_log.filters):
+        server_log.addFilter(QuietMalformedHTTP())
     app = web.Application(middlewares=[openai_errors], client_max_size=16 * 1024 * 1024)
     app["state"] = state
     app["prompt_char_limit"] = prompt_char_limit(state.engine.tokenizer, state.generation.max_model_len)
