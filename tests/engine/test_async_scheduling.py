@@ -95,3 +95,32 @@ def test_abort_while_a_token_is_in_flight(tiny_llama):
     [b] = finals
     assert b.request_id == "b" and len(b.token_ids) == N
     assert engine.block_manager.usage == 0.0
+
+
+def test_step_stats_count_prompt_tokens_when_launched_and_tokens_when_read_back(tiny_llama):
+    llm = LLM(tiny_llama[0], kv_cache_tokens=1024, max_model_len=128, async_scheduling=True)
+    engine = llm.engine
+    engine.add_request("a", [5, 6, 7, 8, 9], SamplingParams(temperature=0.0, max_tokens=3, ignore_eos=True))
+    seen = []
+    while engine.has_unfinished():
+        engine.step()
+        s = engine.last_step_stats
+        seen.append((s.num_prompt_tokens, s.num_generation_tokens))
+    # launch prefill; launch decode + read 1; launch decode (its token is surely the last) + read 1; read 1
+    assert seen == [(5, 0), (0, 1), (0, 1), (0, 1)]
+    assert engine.generation_tokens_total == 3 and engine.prompt_tokens_total == 5
+
+
+async def test_async_llm_streams_the_offline_result(tiny_llama):
+    from shoal.engine import AsyncLLM
+
+    params = SamplingParams(temperature=0.0, max_tokens=9, ignore_eos=True)
+    llm = AsyncLLM(tiny_llama[0], kv_cache_tokens=1024, max_model_len=128, async_scheduling=True)
+    await llm.start()
+    try:
+        outs = [o async for o in llm.generate("a", [4, 5, 6], params)]
+    finally:
+        await llm.shutdown()
+    [offline] = LLM(tiny_llama[0], kv_cache_tokens=1024, max_model_len=128).generate([[4, 5, 6]], params)
+    assert sum((o.new_token_ids for o in outs), []) == offline.token_ids == outs[-1].token_ids
+    assert outs[-1].finished and not any(o.finished for o in outs[:-1])

@@ -55,6 +55,7 @@ class LLMEngine:
         self.prompt_tokens_total = 0
         self.generation_tokens_total = 0
         self.last_step_time: float | None = None
+        self.last_step_stats = StepStats(0, 0, 0, 0, 0.0)
         self.steps_total = 0
         self._in_flight: _Launched | None = None  # asynchronous scheduling: the step not yet read back
 
@@ -134,9 +135,18 @@ class LLMEngine:
             done, self._in_flight = self._in_flight, launched
         else:
             done = launched
-        if done is None:
-            return []
-        return self._resolve(done, stream, t0)
+        outputs, num_generated = self._resolve(done, stream) if done is not None else ([], 0)
+        if launched is not None or done is not None:
+            now = time.monotonic()
+            self.last_step_time = now
+            self.last_step_stats = StepStats(
+                num_prompt_tokens=launched.num_prompt if launched is not None else 0,  # computed in this step
+                num_generation_tokens=num_generated,  # read back in this step
+                num_running=len(self.scheduler.running),
+                num_waiting=len(self.scheduler.waiting),
+                step_seconds=now - t0,
+            )
+        return outputs
 
     def _launch(self, t0: float) -> _Launched | None:
         plan = self.scheduler.schedule()
@@ -180,7 +190,7 @@ class LLMEngine:
         self.steps_total += 1
         return _Launched(sampled, commits, tokens, num_prompt)
 
-    def _resolve(self, done: _Launched, stream: bool, t0: float) -> list[RequestOutput]:
+    def _resolve(self, done: _Launched, stream: bool) -> tuple[list[RequestOutput], int]:
         tokens = done.tokens.tolist()
         now = time.monotonic()
         live = [(seq, idx, tok) for (seq, idx), tok in zip(done.sampled, tokens) if seq.status is not Status.FINISHED]
@@ -197,15 +207,7 @@ class LLMEngine:
             if finished or stream:
                 outputs.append(self._output(seq, idx + 1))
         self.generation_tokens_total += len(live)
-        self.last_step_time = now
-        self.last_step_stats = StepStats(
-            num_prompt_tokens=done.num_prompt,
-            num_generation_tokens=len(live),
-            num_running=len(self.scheduler.running),
-            num_waiting=len(self.scheduler.waiting),
-            step_seconds=now - t0,
-        )
-        return outputs
+        return outputs, len(live)
 
     def _check_finish(self, seq: Sequence, idx: int, token: int, now: float) -> bool:
         """Account for output token `idx` of `seq` (now on the host); returns whether the request finished."""
