@@ -95,7 +95,7 @@ def token_gaps(chunks: list[tuple[float, int]]) -> list[float]:
     return [(b - a) / k for (a, _), (b, k) in zip(chunks, chunks[1:]) for _ in range(k)]
 
 
-async def measure_cpu_steps(session, url: str, rng: random.Random, reps: int = 2) -> dict:
+async def measure_cpu_steps(session, url: str, rng: random.Random, reps: int = 3) -> dict:
     def prompt(n):
         return [rng.randrange(100, 20000) for _ in range(n)]
 

@@ -83,7 +83,7 @@ async def replay(url: str, load, seed: int) -> dict:
             await asyncio.sleep(max(0.0, at - (time.perf_counter() - t0)))
             ids = [rng.randrange(100, 20000) for _ in range(prompt_len)]
             r = await stream_tokens(session, url, ids, out_len)
-            r["late_s"] = r["start"] - t0 - at  # how late the client sent it
+            r["sent_s"] = r["start"] - t0  # the simulator replays these: client lateness is not the model's error
             return r
 
         sampler = asyncio.create_task(sample())
@@ -96,7 +96,8 @@ async def replay(url: str, load, seed: int) -> dict:
         "itl_per_chunk": [b[0] - a[0] for r in results for a, b in zip(r["chunks"], r["chunks"][1:])],
         "multi_token_chunks": sum(1 for r in results for _, k in r["chunks"] if k > 1),
         "chunks": sum(len(r["chunks"]) for r in results),
-        "max_late_s": max(r["late_s"] for r in results),
+        "sent": [(r["sent_s"], p, o) for r, (_, p, o) in zip(results, load)],
+        "max_late_s": max(r["sent_s"] - at for r, (at, _, _) in zip(results, load)),
         "samples": samples,
     }
 
@@ -113,7 +114,7 @@ def binned(times, values, bin_s, end):
     return [statistics.mean(b) if b else 0.0 for b in bins]
 
 
-def compare(real: dict, sim, load) -> dict:
+def compare(real: dict, sim) -> dict:
     row = {}
     for name, key, q in (("ttft_p50_s", "ttft", 0.5), ("ttft_p95_s", "ttft", 0.95), ("itl_p50_s", "itl", 0.5),
                          ("itl_p95_s", "itl", 0.95)):
@@ -211,8 +212,9 @@ def main() -> int:
     cal = fit_measured(before, KV_TOKENS, name)
     cal_after = fit_measured(after, KV_TOKENS, name.replace("before", "after"))
     times = [t for t, _, _ in real["samples"]]
-    sim = replay_engine(cal, load, SEQS, BUDGET, times)
-    sim_after = replay_engine(cal_after, load, SEQS, BUDGET, times)
+    sent = sorted(real["sent"])
+    sim = replay_engine(cal, sent, SEQS, BUDGET, times)
+    sim_after = replay_engine(cal_after, sent, SEQS, BUDGET, times)
     fit = {"a_s": cal.weight_bytes / cal.copy_bandwidth, "per_seq_s": cal.step_overhead_per_seq_s,
            "per_token_s": cal.step_per_token_s}
     fit_after = {"a_s": cal_after.weight_bytes / cal_after.copy_bandwidth,
@@ -231,8 +233,8 @@ def main() -> int:
                    "multi_token_chunks": real["multi_token_chunks"],
                    "itl_per_chunk_p50_s": pct(real["itl_per_chunk"], 0.5),
                    "itl_per_chunk_p95_s": pct(real["itl_per_chunk"], 0.95)},
-        "comparison": compare(real, sim, load),
-        "comparison_with_after_fit": {k: v for k, v in compare(real, sim_after, load).items()
+        "comparison": compare(real, sim),
+        "comparison_with_after_fit": {k: v for k, v in compare(real, sim_after).items()
                                       if k != "waiting_10s_bins"},
     }
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
