@@ -31,6 +31,9 @@ from pathlib import Path
 import aiohttp
 from calibrate_sim import fit_measured, measure_cpu_steps, stream_tokens, token_gaps
 
+from shoal.sim.calibration import (
+    SMOLLM2_HEAD_DIM, SMOLLM2_KV_HEADS, SMOLLM2_LAYERS, SMOLLM2_PARAMS, SMOLLM2_Q_HEADS, EngineCalibration,
+)
 from shoal.sim.replay import replay_engine
 from shoal.sim.trace import load_trace
 
@@ -136,6 +139,20 @@ def compare(real: dict, sim) -> dict:
     return row
 
 
+def roofline_fit(meas: dict) -> EngineCalibration:
+    """The model this check used before (commit 0e76797), for the ablation: the batch-1 decode step as the weights
+    pass, a 120-token prefill as the matmul rate, max(bytes, flops), and nothing per sequence."""
+    weight_bytes = SMOLLM2_PARAMS * 4
+    n = 120
+    flops = 2 * SMOLLM2_PARAMS * n + 4 * SMOLLM2_LAYERS * SMOLLM2_Q_HEADS * SMOLLM2_HEAD_DIM * n * n / 2
+    return EngineCalibration(
+        name="roofline, batch-1 decode + one prefill (the earlier check)", params=SMOLLM2_PARAMS,
+        weight_bytes=weight_bytes, kv_bytes_per_token=2 * SMOLLM2_LAYERS * SMOLLM2_KV_HEADS * SMOLLM2_HEAD_DIM * 4,
+        attn_flops_per_token_per_ctx=4 * SMOLLM2_LAYERS * SMOLLM2_Q_HEADS * SMOLLM2_HEAD_DIM,
+        copy_bandwidth=weight_bytes / meas["decode_step_s"][1], matmul_rate=flops / meas["prefill_ttft_s"][n],
+        step_overhead_s=0.0, step_overhead_per_seq_s=0.0, kv_capacity_tokens=KV_TOKENS, pod_start_delay_s=0.0)
+
+
 def plot_queue(path: Path, times, real: dict, sim) -> None:
     import matplotlib
 
@@ -215,6 +232,7 @@ def main() -> int:
     sent = sorted(real["sent"])
     sim = replay_engine(cal, sent, SEQS, BUDGET, times)
     sim_after = replay_engine(cal_after, sent, SEQS, BUDGET, times)
+    sim_roofline = replay_engine(roofline_fit(before), sent, SEQS, BUDGET, times)
     fit = {"a_s": cal.weight_bytes / cal.copy_bandwidth, "per_seq_s": cal.step_overhead_per_seq_s,
            "per_token_s": cal.step_per_token_s}
     fit_after = {"a_s": cal_after.weight_bytes / cal_after.copy_bandwidth,
@@ -236,6 +254,8 @@ def main() -> int:
         "comparison": compare(real, sim),
         "comparison_with_after_fit": {k: v for k, v in compare(real, sim_after).items()
                                       if k != "waiting_10s_bins"},
+        "comparison_earlier_roofline_model": {k: v for k, v in compare(real, sim_roofline).items()
+                                              if k != "waiting_10s_bins"},
     }
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
     plot_queue(Path(args.out).with_suffix(".png"), times, real, sim)
