@@ -12,6 +12,8 @@ import random
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from shoal.fleet.apiserver.errors import ApiError
+
 REQUEST_KINDS = ("conflict", "throttle", "error", "timeout")  # faults that replace a call's answer
 KINDS = REQUEST_KINDS + ("watch_drop",)
 MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -105,6 +107,20 @@ def pick_fault(config: FaultConfig, draw: float, mutating: bool) -> str | None:
         if draw < edge:
             return kind
     return None
+
+
+def fault_error(kind: str, retry_after_s: int) -> ApiError:
+    """The Status a real API server answers with for each answered kind (timeouts get no answer at all)."""
+    if kind == "conflict":
+        return ApiError(409, "Conflict", "Operation cannot be fulfilled: the object has been modified; please apply "
+                                         "your changes to the latest version and try again")
+    if kind == "throttle":
+        return ApiError(429, "TooManyRequests", "the server has received too many requests and has asked us to try "
+                                                "again later", {"retryAfterSeconds": retry_after_s})
+    if kind == "error":
+        return ApiError(500, "InternalError", 'an error on the server ("injected fault") has prevented the request '
+                                              "from succeeding")
+    raise ValueError(f"fault kind {kind!r} has no answer; answered kinds: conflict, throttle, error")
 
 
 @dataclass(frozen=True)

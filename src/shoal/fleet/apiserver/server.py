@@ -18,9 +18,9 @@ import attrs
 import kmock
 from kmock._internal import rendering
 
-from shoal.fleet.apiserver import discovery, errors, protobuf, selectors, tables
+from shoal.fleet.apiserver import debug, discovery, errors, protobuf, selectors, tables
 from shoal.fleet.apiserver.api import ObjectApi
-from shoal.fleet.apiserver.faults import Fault, FaultConfig, FaultInjector
+from shoal.fleet.apiserver.faults import Fault, FaultInjector, fault_error
 from shoal.fleet.apiserver.resources import Registry, ResourceType
 from shoal.fleet.apiserver.store import Store, Watcher
 from shoal.fleet.apiserver.tripwire import Tripwire
@@ -40,8 +40,8 @@ def _dumps(payload: Any) -> bytes:
     return json.dumps(payload, separators=(",", ":")).encode()
 
 
-def _respond(payload: Any, status: int = 200) -> aiohttp.web.Response:
-    return aiohttp.web.Response(body=_dumps(payload), status=status, content_type=JSON)
+def _respond(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> aiohttp.web.Response:
+    return aiohttp.web.Response(body=_dumps(payload), status=status, content_type=JSON, headers=headers)
 
 
 def _drop(request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
@@ -100,42 +100,18 @@ class KubernetesApi(kmock.RawHandler):
     async def _inject(self, raw_request: aiohttp.web.BaseRequest, fault: Fault) -> aiohttp.web.StreamResponse:
         """Answer as a sick API server would (faults.py says which kinds and why)."""
         await raw_request.read()
-        if fault.kind == "conflict":
-            exc = errors.ApiError(409, "Conflict", "Operation cannot be fulfilled: the object has been modified; "
-                                                   "please apply your changes to the latest version and try again")
-        elif fault.kind == "throttle":
-            seconds = self.faults.config.retry_after_s
-            exc = errors.ApiError(429, "TooManyRequests", "the server has received too many requests and has asked "
-                                  "us to try again later", {"retryAfterSeconds": seconds})
-            return aiohttp.web.Response(body=_dumps(exc.status()), status=429, content_type=JSON,
-                                        headers={"Retry-After": str(seconds)})
-        elif fault.kind == "error":
-            exc = errors.ApiError(500, "InternalError", "an error on the server (\"injected fault\") has prevented "
-                                                        "the request from succeeding")
-        else:  # timeout: the call hangs, then the connection drops; a write may have been applied meanwhile
+        if fault.kind == "timeout":  # the call hangs, then the connection drops; a write may have been applied
             if fault.apply_first:
                 await self._serve_counted(raw_request)
             await asyncio.sleep(fault.after_s)
             return _drop(raw_request)
-        return _respond(exc.status(), exc.code)
+        exc = fault_error(fault.kind, self.faults.config.retry_after_s)
+        retry_after = exc.details.get("retryAfterSeconds")
+        return _respond(exc.status(), exc.code, None if retry_after is None else {"Retry-After": str(retry_after)})
 
     async def _serve_debug(self, request: aiohttp.web.BaseRequest) -> aiohttp.web.Response:
-        """`/debug/faults` and `/debug/tripwire`: GET reports, PUT reconfigures (campaigns and tests use them)."""
-        target = request.path.rstrip("/")
-        try:
-            if target == "/debug/faults":
-                if request.method == "PUT":
-                    body = await request.json()
-                    self.faults.configure(FaultConfig(**body))
-                return _respond(self.faults.report())
-            if target == "/debug/tripwire":
-                if request.method == "PUT":
-                    body = await request.json()
-                    self.tripwire.arm(body.get("token", ""), body.get("pid"), body.get("after"))
-                return _respond(self.tripwire.report())
-        except (TypeError, ValueError) as exc:
-            return _respond(errors.ApiError(400, "BadRequest", str(exc)).status(), 400)
-        return _respond(errors.ApiError(404, "NotFound", f"no debug endpoint {request.path}").status(), 404)
+        payload, status = await debug.answer(request, self.faults, self.tripwire)
+        return _respond(payload, status)
 
     async def _react(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse | None:
         await raw_request.read()
