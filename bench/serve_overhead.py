@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import json
 import multiprocessing
+import os
 import platform
 import random
 import statistics
@@ -121,6 +122,12 @@ def main() -> int:
     parser.add_argument("--prompt-tokens", type=int, default=64)
     parser.add_argument("--output-tokens", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--skip-offline-main", action="store_true",
+                        help="measure offline from a worker thread only (the faster on the CPUs measured so far; "
+                             "the main-thread run of a slow CPU takes minutes)")
+    parser.add_argument("--warmup-runs", type=int, default=0,
+                        help="whole workload runs (offline and HTTP) before the measured ones, not recorded: on a GPU "
+                             "the first run pays the compilation of new batch shapes")
     parser.add_argument("--client-procs", type=int, default=1,
                         help="client processes sharing the requests (GPU rates: several, so the client keeps up)")
     parser.add_argument("--serve-args", default="", help="more `shoal serve` flags, e.g. '--engine-process false'")
@@ -154,22 +161,27 @@ def main() -> int:
     with ServerProcess(flags) as server:
         model = model_dir.name
         http_load(server.url, model, prompts[:4], 8, 1)  # warm-up
+        for _ in range(args.warmup_runs):
+            offline_tok_s(llm, prompts, params, in_thread=True)
+            http_load(server.url, model, prompts, args.output_tokens, args.client_procs)
         for repeat in range(args.repeats):
-            offline_main = offline_tok_s(llm, prompts, params, in_thread=False)
+            offline_main = None if args.skip_offline_main else offline_tok_s(llm, prompts, params, in_thread=False)
             offline_thread = offline_tok_s(llm, prompts, params, in_thread=True)
             http_wall, http_tokens, failed = http_load(server.url, model, prompts, args.output_tokens,
                                                        args.client_procs)
             run = {
-                "offline_tok_s": round(offline_main, 1), "offline_thread_tok_s": round(offline_thread, 1),
+                "offline_tok_s": offline_main and round(offline_main, 1), "offline_thread_tok_s": round(offline_thread, 1),
                 "http_tok_s": round(http_tokens / http_wall, 1), "http_tokens": http_tokens, "http_failed": failed,
             }
             # against the faster offline run: the engine's step loop runs faster off the main thread on some CPUs
-            run["ratio"] = round(run["http_tok_s"] / max(offline_main, offline_thread), 3)
+            run["ratio"] = round(run["http_tok_s"] / max(offline_main or 0.0, offline_thread), 3)
             runs.append(run)
             print(f"repeat {repeat}: {json.dumps(run)}", flush=True)
     report = {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "config": {k: str(v) for k, v in vars(args).items()} | {"model_dir": model_dir.name},
-        "machine": {"cpu": platform.processor() or platform.machine(), "python": platform.python_version(),
+        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+                    "load_avg_after": [round(x, 2) for x in os.getloadavg()], "python": platform.python_version(),
                     "torch": torch.__version__, "threads": torch.get_num_threads(),
                     "gpu": torch.cuda.get_device_name() if args.device.startswith("cuda") else None},
         "runs": runs,

@@ -1,9 +1,9 @@
 """The engine child's output pipe: length-prefixed pickled messages, read by the parent's event loop itself.
 
-A reader thread blocked in `recv()` needs the GIL back after every read, and while the event loop streams
-it waits up to the interpreter's switch interval (5 ms) for it: at GPU step rates (~2 ms) that convoy, not the
-HTTP work, capped the tokens streamed. Read in the loop, every message that arrived is handled at the loop's
-next turn, as many as came, with no thread hop.
+A reader thread blocked in `recv()` needs the GIL back after each of its reads, and while the event loop is
+busy streaming it can wait up to the interpreter's switch interval (5 ms) for it, longer than a GPU step (~2 ms).
+Read in the loop, every message that arrived is handled at the loop's next turn, as many as came, with no thread
+hop and no GIL hand-off.
 """
 
 from __future__ import annotations
