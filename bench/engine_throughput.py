@@ -214,7 +214,7 @@ def _hf_cache_size(prompts, outputs) -> dict:
         return {}
     page = ContinuousBatchingConfig().page_size
     blocks = sum(-(-(len(p) + n) // page) for p, n in zip(prompts, outputs)) + len(prompts)
-    return {"continuous_batching_config": ContinuousBatchingConfig(num_blocks=blocks, max_batch_tokens=2048)}
+    return {"continuous_batching_config": ContinuousBatchingConfig(num_blocks=blocks)}
 
 
 def main(argv=None) -> dict:
