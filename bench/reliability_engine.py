@@ -16,7 +16,6 @@ import asyncio
 import json
 import random
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,8 +44,11 @@ def fuzz_campaign(examples: int) -> dict:
 
         def one(case: fz.Case) -> None:
             nonlocal rss_peak
-            reply = h.exchange(server.url, case.method, case.path, case.body, case.headers)
-            found = fz.violations(case, reply.status, reply.headers, reply.body)
+            try:
+                reply = h.exchange(server.url, case.method, case.path, case.body, case.headers)
+                found = fz.violations(case, reply.status, reply.headers, reply.body)
+            except OSError as exc:  # counted, not fatal: the campaign keeps going and reports it
+                reply, found = h.Reply(0, {}, b""), [f"client could not complete the exchange: {exc!r}"]
             if h.exchange(server.url, "GET", "/health").status != 200:
                 counts["health_failures"] += 1
                 found.append("/health not OK")

@@ -12,7 +12,7 @@ import contextlib
 import http.client
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -63,7 +63,7 @@ def rss_bytes(pid: int) -> int:
 # -- raw HTTP -----------------------------------------------------------------------------------------------------
 @dataclass
 class Reply:
-    status: int
+    status: int  # 0: the server closed the connection with no answer
     headers: dict[str, str]
     body: bytes
 
@@ -77,16 +77,17 @@ def exchange(url: str, method: str, path: str, body: bytes | None = None, header
     parts = urlsplit(url)
     conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout_s)
     try:
-        conn.request(method, path, body=body, headers=headers or {})
-        response = conn.getresponse()
-        return Reply(response.status, {k.lower(): v for k, v in response.getheaders()}, response.read())
+        try:
+            conn.request(method, path, body=body, headers=headers or {})
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server answered (413, or 400 for an oversized header) and closed before the body was sent
+        try:
+            response = conn.getresponse()
+            return Reply(response.status, {k.lower(): v for k, v in response.getheaders()}, response.read())
+        except (ConnectionError, http.client.HTTPException):
+            return Reply(0, {}, b"")  # closed with no answer
     finally:
         conn.close()
-
-
-def call_json(url: str, method: str, path: str, body: object = None, headers: dict | None = None) -> Reply:
-    raw = None if body is None else json.dumps(body).encode()
-    return exchange(url, method, path, raw, {"Content-Type": "application/json", **(headers or {})})
 
 
 def scrape(url: str) -> dict[str, float]:
@@ -133,7 +134,6 @@ class StreamResult:
     e2e_s: float | None = None
     retry_after: str | None = None
     error: str | None = None
-    events: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:

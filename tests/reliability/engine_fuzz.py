@@ -165,8 +165,11 @@ def violations(case: Case, status: int, headers: dict[str, str], body: bytes) ->
     out = []
     if status >= 500:
         out.append(f"5xx: {status}")
+    oversized = len(case.body or b"") > MAX_BODY
     if any(len(v) > HEADER_LIMIT for v in case.headers.values()):  # refused by aiohttp's parser, before any route
-        return out + ([] if status == 400 else [f"oversized header answered {status}, not 400"])
+        return out + ([] if status in (0, 400) else [f"oversized header answered {status}, not 400"])
+    if status == 0 and not oversized:  # closing on a body over the limit is fine; on anything else it is not
+        return out + ["the server closed the connection with no answer"]
     if status >= 400 and case.method != "HEAD":
         try:
             error = json.loads(body)["error"]
