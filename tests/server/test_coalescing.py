@@ -128,3 +128,23 @@ def test_overhead_benchmark_counts_tokens_from_usage():
     assert module.stream_summary(text + finish + usage + b"data: [DONE]\n\n") == (3, True)
     assert module.stream_summary(text + finish + usage) == (0, False)  # no [DONE]: cut short
     assert module.stream_summary(text + usage + b"data: [DONE]\n\n")[1] is False  # no finish_reason
+
+
+async def test_a_dead_engine_process_ends_its_streams_with_an_error(tiny_model_dir):
+    from shoal.engine import SamplingParams
+    from shoal.engine.server.engine_process import EngineProcess
+
+    engine = EngineProcess(tiny_model_dir, max_num_seqs=4)
+    await engine.start()
+    try:
+        outputs = engine.generate("r1", "Never finishes", SamplingParams(max_tokens=1000, ignore_eos=True))
+        await outputs.__anext__()
+        engine._proc.kill()  # the child dies mid-request (OOM killer, a crash in a kernel)
+        with pytest.raises(RuntimeError, match="engine process"):
+            async for _ in outputs:
+                pass
+        assert not engine.is_running
+        with pytest.raises(RuntimeError, match="engine process failed"):
+            await engine.generate("r2", "x", SamplingParams(max_tokens=1)).__anext__()
+    finally:
+        await engine.shutdown()
