@@ -241,6 +241,8 @@ def named_cases() -> dict[str, Case]:
         "int_of_5000_digits": raw(comp, b'{"model": "%s", "prompt": "x", "max_tokens": 1%s}'
                                   % (MODEL.encode(), b"0" * 5000)),
         "nul_rtl_emoji": body(comp, prompt="a\x00b\u202e\U0001f600", max_tokens=2),
+        "max_completion_tokens_over_context": body(comp, "max_completion_tokens", max_completion_tokens=8420257),
+        "chat_max_completion_tokens_over_context": body(chat, "max_completion_tokens", max_completion_tokens=10**6),
         "include_usage_not_bool": body(chat, "stream_options", stream=True, messages=user,
                                        stream_options={"include_usage": "yes"}),
     }

@@ -128,9 +128,12 @@ async def _generate(request: web.Request, req: protocol.GenerationRequest) -> we
     protocol.check_prompt_chars(req, request.app["prompt_char_limit"], state.generation.max_model_len)
     try:
         prepared = state.generation.prepare(req)
-    except APIError as exc:
+    except APIError as exc:  # resolve_max_tokens names the completions spelling; say what this request sent
         if req.kind == "chat" and exc.param == "prompt":  # a chat's prompt is its messages
             exc.param = "messages"
+        if exc.param == "max_tokens" and req.max_tokens_param != "max_tokens":
+            exc.param = req.max_tokens_param
+            exc.message = exc.message.replace("max_tokens=", f"{req.max_tokens_param}=", 1)
         raise
     state.lifecycle.admit()
     try:

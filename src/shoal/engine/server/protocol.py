@@ -43,6 +43,7 @@ class GenerationRequest:
     include_usage: bool
     continuous_usage: bool
     echo: bool
+    max_tokens_param: str = "max_tokens"  # the field the output budget came from, for errors about it
 
     @property
     def num_choices(self) -> int:
@@ -71,6 +72,7 @@ def parse_completion(body: object, served: str, vocab_size: int | None = None) -
         prompts=_prompts(f.required(body, "prompt"), vocab_size),
         messages=None,
         echo=f.boolean(body, "echo", False),
+        max_tokens_param=_budget_field(body),
         **common,
     )
 
@@ -91,7 +93,8 @@ def parse_chat(body: object, served: str) -> GenerationRequest:
         max_tokens = f.integer(body, "max_tokens", None, lo=1)
     messages = _messages(f.required(body, "messages"))
     return GenerationRequest(
-        kind="chat", prompts=[""], messages=messages, echo=False, **_common(body, max_tokens=max_tokens)
+        kind="chat", prompts=[""], messages=messages, echo=False, max_tokens_param=_budget_field(body),
+        **_common(body, max_tokens=max_tokens),
     )
 
 
@@ -126,6 +129,10 @@ def check_prompt_chars(req: GenerationRequest, limit: int | None, max_model_len:
     if longest > limit:
         raise unprocessable(f"The {field} holds {longest} characters: more than any {max_model_len}-token "
                             "context can hold. Shorten it.", field)
+
+
+def _budget_field(body: dict) -> str:
+    return "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
 
 
 def _object(body: object) -> dict:
