@@ -44,7 +44,8 @@ FLAGS: tuple[tuple[str, object, object, str], ...] = (
     ("--load-format", str, "safetensors", "safetensors, or dummy: random weights of config.json's shapes (benchmarks)"),
     ("--stream-interval", int, 1, "tokens gathered per streamed chunk; >1 trades ITL granularity for fewer writes"),
     ("--engine-process", parse_bool, False,
-     "run the engine's step loop in a child process so HTTP streaming and stepping share no GIL (true/false)"),
+     "run the engine's step loop in a child process so HTTP streaming and stepping share no GIL (true/false; "
+     "meant for GPUs: on a few CPU cores the child's torch threads and the HTTP process contend)"),
     ("--log-level", str, "info", "debug, info, warning, error"),
 )
 
