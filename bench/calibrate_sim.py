@@ -4,10 +4,10 @@
     .venv/bin/python bench/calibrate_sim.py --cpu-url URL   # time steps of a running `shoal serve` (SmolLM2, CPU)
 
 CPU mode (also what bench/sim_vs_engine.py runs before and after its replay): over HTTP, as a client sees them,
-  - decode steps at batch 1, 2, 4, 8: that many streams of 16-token prompts start together and decode 32 tokens;
-    the median gap between tokens in the middle of the streams is the step;
+  - decode steps at batch 1, 2, 3, 4, 8: that many streams of 16-token prompts start together and decode 32
+    tokens; the median gap between tokens in the middle of the streams is the step;
   - prefill steps of 16, 32, 64, 120 prompt tokens (one step each under a 128-token budget): time to first token;
-then shoal.sim.calibration.fit_cpu_step_model fits step = a + s x sequences + c x tokens to them.
+then shoal.sim.calibration.fit_cpu_step_model makes them the table of step time by tokens in the step.
 
 Inputs (bench/results/engine_throughput_gpu.json, measured by `bench/engine_gpu.py` on an H100):
   - batch-1 decode: ms per token, streamed weight bytes and the copy bandwidth measured in that run;
@@ -62,7 +62,7 @@ def replay(cal, prompts, outputs, seqs=256, budget=8192):
     return t, steps
 
 
-DECODE_BATCHES, PREFILL_LENGTHS = (1, 2, 4, 8), (16, 32, 64, 120)
+DECODE_BATCHES, PREFILL_LENGTHS = (1, 2, 3, 4, 8), (16, 32, 64, 120)
 MODEL_NAME = "smollm2-135m-instruct"
 
 
@@ -132,8 +132,7 @@ def cpu_main(url: str) -> int:
 
     meas = asyncio.run(run())
     cal = fit_measured(meas, 16384, f"CPU server at {url}")
-    print(json.dumps({"measured": meas, "a_s": cal.weight_bytes / cal.copy_bandwidth,
-                      "per_seq_s": cal.step_overhead_per_seq_s, "per_token_s": cal.step_per_token_s}, indent=1))
+    print(json.dumps({"measured": meas, "step_table": cal.step_table}, indent=1))
     return 0
 
 

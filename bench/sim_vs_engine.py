@@ -5,7 +5,7 @@
 1. Start the server pinned to CPU 1 with one torch thread; this client pins itself to CPU 0, so neither steals
    the other's core (on the 2-core VM the client's streaming and the server's matmuls used to share both).
 2. Calibrate (bench/calibrate_sim.py's CPU mode): time decode steps at batch 1-8 and prefill steps of 16-120
-   tokens on the idle server, fit the step model (shoal.sim.calibration.fit_cpu_step_model).
+   tokens on the idle server: the step-time table by tokens in the step (shoal.sim.calibration.fit_cpu_step_model).
 3. Replay a slice of the Azure conversation trace (thinned, lengths scaled down to what a CPU serves) against the
    server over HTTP (streaming, token counts from continuous usage), sampling its queue gauges every 0.25 s, and
    through the simulator's engine with the fitted model (shoal.sim.replay).
@@ -233,10 +233,7 @@ def main() -> int:
     sim = replay_engine(cal, sent, SEQS, BUDGET, times)
     sim_after = replay_engine(cal_after, sent, SEQS, BUDGET, times)
     sim_roofline = replay_engine(roofline_fit(before), sent, SEQS, BUDGET, times)
-    fit = {"a_s": cal.weight_bytes / cal.copy_bandwidth, "per_seq_s": cal.step_overhead_per_seq_s,
-           "per_token_s": cal.step_per_token_s}
-    fit_after = {"a_s": cal_after.weight_bytes / cal_after.copy_bandwidth,
-                 "per_seq_s": cal_after.step_overhead_per_seq_s, "per_token_s": cal_after.step_per_token_s}
+    fit, fit_after = {"step_table": cal.step_table}, {"step_table": cal_after.step_table}
     result = {
         "server": f"taskset -c {SERVER_CPU} shoal serve --device cpu --dtype float32 --max-num-seqs {SEQS} "
                   f"--max-num-batched-tokens {BUDGET} --kv-cache-tokens {KV_TOKENS} --enable-prefix-caching false "

@@ -39,14 +39,19 @@ class EngineCalibration:
     step_overhead_per_seq_s: float  # ... and per sequence scheduled in the step (prepare, sample, detokenize)
     kv_capacity_tokens: int  # KV cache size in tokens
     pod_start_delay_s: float  # assumed: pod scheduled -> /ready (image cached, weights on node disk)
-    step_per_token_s: float = 0.0  # per token computed, not overlapped with the weight reads (a CPU step; 0 on GPU)
+    # measured seconds of a step by the tokens it computes, interpolated; replaces bytes and flops when set (a CPU
+    # server, whose matmul time is not monotonic in rows: see fit_cpu_step_model)
+    step_table: tuple[tuple[int, float], ...] = ()
 
     def __post_init__(self) -> None:
         for field in ("params", "weight_bytes", "kv_bytes_per_token", "copy_bandwidth", "matmul_rate"):
             if getattr(self, field) <= 0:
                 raise ValueError(f"EngineCalibration.{field} must be > 0")
-        if min(self.step_overhead_s, self.step_overhead_per_seq_s, self.step_per_token_s, self.pod_start_delay_s) < 0:
-            raise ValueError("EngineCalibration overheads, step_per_token_s and pod_start_delay_s must be >= 0")
+        if min(self.step_overhead_s, self.step_overhead_per_seq_s, self.pod_start_delay_s) < 0:
+            raise ValueError("EngineCalibration overheads and pod_start_delay_s must be >= 0")
+        if self.step_table and (len(self.step_table) < 2 or any(t <= 0 for _, t in self.step_table)
+                                or [n for n, _ in self.step_table] != sorted({n for n, _ in self.step_table})):
+            raise ValueError("EngineCalibration.step_table needs >= 2 (tokens, seconds > 0) rows, tokens increasing")
         if self.kv_capacity_tokens < 1:
             raise ValueError("EngineCalibration.kv_capacity_tokens must be >= 1")
 
@@ -58,7 +63,8 @@ class EngineCalibration:
         decode_ctx: total context tokens read by the decoding sequences.
         """
         host = self.step_overhead_s + self.step_overhead_per_seq_s * (decode_seqs + prefill_seqs)
-        host += self.step_per_token_s * (prefill_tokens + decode_seqs)
+        if self.step_table:
+            return host + _interpolate(self.step_table, prefill_tokens + decode_seqs)
         kv_read = decode_ctx + (prefill_ctx_sum / max(prefill_tokens, 1) if prefill_tokens else 0.0)
         mem = (self.weight_bytes + self.kv_bytes_per_token * kv_read) / self.copy_bandwidth
         flops = 2.0 * self.params * (prefill_tokens + decode_seqs)
@@ -95,44 +101,44 @@ SMOLLM2_PARAMS, SMOLLM2_LAYERS, SMOLLM2_Q_HEADS, SMOLLM2_KV_HEADS, SMOLLM2_HEAD_
 
 def fit_cpu_step_model(decode: list[tuple[int, float]], prefill: list[tuple[int, float]], kv_capacity_tokens: int,
                        name: str) -> EngineCalibration:
-    """Fit step = a + s x sequences + c x tokens to measured CPU steps: SmolLM2-135M float32.
+    """The CPU server's steps as measured: SmolLM2-135M float32 on one core.
 
-    decode: (batch size b, seconds per decode step), a step of b sequences and b tokens;
-    prefill: (prompt tokens n <= the token budget, seconds to the first token), a step of 1 sequence and n tokens.
-    Why additive (no max(bytes, flops) as on the GPU): on a CPU core the weight reads and the matmuls do not overlap,
-    so a step costs a weights pass (a) plus the per-token compute (c); s is what each scheduled sequence adds beyond
-    its token (sampling, detokenizing, streaming it over HTTP in the same process). The weights pass is carried as
-    weight bytes / copy bandwidth so the KV reads cost the same bandwidth; matmuls are in c, so the flop rate is moot.
+    decode: (batch size b, seconds per decode step), a step computing b tokens; prefill: (prompt tokens n <= the
+    token budget, seconds to the first token), a step computing n tokens. Why a table and not a formula: on one
+    core a step is its matmuls, and PyTorch's CPU matmul time is not monotonic in rows (2 and 3 rows cost more
+    than 4: measured 148, 207 and 175 us for one 576 x 1536 projection at 2, 3 and 4 rows vs 74 us at 1), so no
+    roofline or line through these points fits the decode steps of 2-3 sequences that a light load runs most.
+    A step computing T tokens (decodes plus prefill chunk) costs the table at T, interpolated linearly. What the
+    table does not see: the per-sequence streaming work of the extra sequences in a mixed step.
     """
     if len({b for b, _ in decode}) < 2 or len({n for n, _ in prefill}) < 2:
         raise ValueError("fit_cpu_step_model needs decode steps at >= 2 batch sizes and prefills at >= 2 lengths")
-    rows = [(1.0, b, b, t) for b, t in decode] + [(1.0, 1, n, t) for n, t in prefill]
-    a, s, c = _least_squares(rows)
-    if a <= 0 or min(s, c) < 0:
-        raise ValueError(f"measured steps give a={a:.4f} s, s={s:.4f} s, c={c:.4f} s: not a step model (too noisy "
-                         "or contended: rerun on a quieter machine)")
+    rows: dict[int, list[float]] = {}
+    for tokens, seconds in [*decode, *prefill]:
+        if seconds <= 0:
+            raise ValueError(f"fit_cpu_step_model: a step of {tokens} tokens measured {seconds} s; rerun the timing")
+        rows.setdefault(int(tokens), []).append(seconds)
+    table = tuple((n, sum(v) / len(v)) for n, v in sorted(rows.items()))
     weight_bytes = SMOLLM2_PARAMS * 4
-    return EngineCalibration(
+    n, t = table[-1]
+    return EngineCalibration(  # bandwidth and flop rate are for reading only: the table sets the step time
         name=name, params=SMOLLM2_PARAMS, weight_bytes=weight_bytes,
         kv_bytes_per_token=2 * SMOLLM2_LAYERS * SMOLLM2_KV_HEADS * SMOLLM2_HEAD_DIM * 4,
         attn_flops_per_token_per_ctx=4 * SMOLLM2_LAYERS * SMOLLM2_Q_HEADS * SMOLLM2_HEAD_DIM,
-        copy_bandwidth=weight_bytes / a, matmul_rate=1e30, step_overhead_s=0.0, step_overhead_per_seq_s=s,
-        step_per_token_s=c, kv_capacity_tokens=kv_capacity_tokens, pod_start_delay_s=0.0)
+        copy_bandwidth=weight_bytes / table[0][1], matmul_rate=2 * SMOLLM2_PARAMS * n / t, step_overhead_s=0.0,
+        step_overhead_per_seq_s=0.0, kv_capacity_tokens=kv_capacity_tokens, pod_start_delay_s=0.0,
+        step_table=table)
 
 
-def _least_squares(rows: list[tuple[float, float, float, float]]) -> tuple[float, float, float]:
-    """Solve min sum (x . (a, s, c) - t)^2 over rows (x0, x1, x2, t) by the normal equations."""
-    m = [[sum(r[i] * r[j] for r in rows) for j in range(3)] + [sum(r[i] * r[3] for r in rows)] for i in range(3)]
-    for col in range(3):
-        pivot = max(range(col, 3), key=lambda i: abs(m[i][col]))
-        if abs(m[pivot][col]) < 1e-12:
-            raise ValueError("fit_cpu_step_model: the measurements do not determine the model")
-        m[col], m[pivot] = m[pivot], m[col]
-        for i in range(3):
-            if i != col:
-                f = m[i][col] / m[col][col]
-                m[i] = [x - f * y for x, y in zip(m[i], m[col])]
-    return tuple(m[i][3] / m[i][i] for i in range(3))
+def _interpolate(table: tuple[tuple[int, float], ...], x: float) -> float:
+    """Piecewise linear through the rows; flat below the first, the last segment's slope beyond the last."""
+    if x <= table[0][0]:
+        return table[0][1]
+    for (x0, y0), (x1, y1) in zip(table, table[1:]):
+        if x <= x1:
+            return y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+    (x0, y0), (x1, y1) = table[-2], table[-1]
+    return y1 + (y1 - y0) * (x - x1) / (x1 - x0)
 
 
 # The engine's startup capacity and default runtime limits (DESIGN: spec.engine defaults).
