@@ -43,14 +43,15 @@ def measure(server, model: str, prompts, output_tokens: int) -> dict:
     """One load of all prompts at once: CPU microseconds per output token of server, engine and client."""
     parent, client = psutil.Process(server.proc.pid), psutil.Process()
     before = (cpu_s(parent), children_cpu_s(parent), cpu_s(client))
-    wall, tokens, failed = http_load(server.url, model, prompts, output_tokens, 1)
+    wall, tokens, failed, chunks = http_load(server.url, model, prompts, output_tokens, 1)
     after = (cpu_s(parent), children_cpu_s(parent), cpu_s(client))
     if tokens == 0:
         raise RuntimeError(f"no tokens streamed ({failed} requests failed; see the messages above)")
     server_us, engine_us, client_us = ((b - a) / tokens * 1e6 for a, b in zip(before, after))
     return {"server_us_per_token": round(server_us, 1), "server_tok_s_per_core": round(1e6 / server_us),
             "engine_us_per_token": round(engine_us, 1), "client_us_per_token": round(client_us, 1),
-            "wall_tok_s": round(tokens / wall), "tokens": tokens, "failed": failed}
+            "wall_tok_s": round(tokens / wall), "tokens": tokens, "tokens_per_chunk": round(tokens / max(chunks, 1), 2),
+            "failed": failed}
 
 
 def main() -> int:

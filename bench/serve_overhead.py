@@ -35,35 +35,35 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from serve_trace import completion_body  # noqa: E402
 
 
-def stream_summary(body: bytes) -> tuple[int, bool]:
-    """(completion tokens from the usage chunk, whether the stream ended properly) of one SSE response body."""
+def stream_summary(body: bytes) -> tuple[int, bool, int]:
+    """(completion tokens from the usage chunk, whether the stream ended properly, text chunks) of one SSE body."""
     events = [e for e in body.split(b"\n\n") if e.startswith(b"data: ")]
     if len(events) < 3 or events[-1] != b"data: [DONE]":
-        return 0, False
+        return 0, False, 0
     usage = json.loads(events[-2][6:]).get("usage") or {}
     last = json.loads(events[-3][6:])["choices"]
     finished = bool(last) and last[0].get("finish_reason") is not None
-    return usage.get("completion_tokens", 0), finished and "completion_tokens" in usage
+    return usage.get("completion_tokens", 0), finished and "completion_tokens" in usage, len(events) - 3
 
 
-async def stream_tokens(session: aiohttp.ClientSession, url: str, body: dict) -> tuple[int, bool]:
+async def stream_tokens(session: aiohttp.ClientSession, url: str, body: dict) -> tuple[int, bool, int]:
     data = bytearray()
     try:
         async with session.post(url + "/v1/completions", json=body) as response:
             async for block in response.content.iter_any():
                 data += block
-            tokens, ok = stream_summary(bytes(data)) if response.status == 200 else (0, False)
+            tokens, ok, chunks = stream_summary(bytes(data)) if response.status == 200 else (0, False, 0)
     except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
-        tokens, ok = 0, False
+        tokens, ok, chunks = 0, False, 0
         data += f"\n[client: {type(exc).__name__}: {exc}]".encode()
     if not ok:
         print(f"failed stream, its last bytes: {bytes(data[-300:])!r}", file=sys.stderr, flush=True)
-    return tokens, ok
+    return tokens, ok, chunks
 
 
 async def http_run(url: str, model: str, prompts: list[list[int]], output_tokens: int,
-                   start_at: float | None = None) -> tuple[float, float, int, int]:
-    """(start, end) wall-clock times, output tokens and failed requests of all prompts sent at once."""
+                   start_at: float | None = None) -> tuple[float, float, int, int, int]:
+    """(start, end) wall-clock times, output tokens, failed requests and text chunks of all prompts sent at once."""
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=3600)) as session:
         if start_at is not None:
@@ -72,7 +72,7 @@ async def http_run(url: str, model: str, prompts: list[list[int]], output_tokens
         results = await asyncio.gather(*(stream_tokens(session, url, completion_body(model, p, output_tokens))
                                          for p in prompts))
         end = time.time()
-    return start, end, sum(tokens for tokens, _ in results), sum(not ok for _, ok in results)
+    return (start, end, sum(r[0] for r in results), sum(not r[1] for r in results), sum(r[2] for r in results))
 
 
 def _client_process(url: str, model: str, prompts: list[list[int]], output_tokens: int, start_at: float):
@@ -80,17 +80,16 @@ def _client_process(url: str, model: str, prompts: list[list[int]], output_token
 
 
 def http_load(url: str, model: str, prompts: list[list[int]], output_tokens: int, procs: int):
-    """Wall seconds, output tokens, failures, with the requests spread over `procs` client processes that start
-    together (so the client's SSE parsing is not what limits the measurement)."""
+    """Wall seconds, output tokens, failures and text chunks, with the requests spread over `procs` client
+    processes that start together (so the client's SSE parsing is not what limits the measurement)."""
     if procs == 1:
-        start, end, tokens, failed = asyncio.run(http_run(url, model, prompts, output_tokens))
-        return end - start, tokens, failed
+        start, end, *counts = asyncio.run(http_run(url, model, prompts, output_tokens))
+        return end - start, *counts
     start_at = time.time() + 5.0  # after the workers have spawned and imported
     with multiprocessing.get_context("spawn").Pool(procs) as pool:
         parts = pool.starmap(_client_process, [(url, model, prompts[i::procs], output_tokens, start_at)
                                                for i in range(procs)])
-    return (max(p[1] for p in parts) - min(p[0] for p in parts), sum(p[2] for p in parts),
-            sum(p[3] for p in parts))
+    return (max(p[1] for p in parts) - min(p[0] for p in parts), *(sum(p[i] for p in parts) for i in (2, 3, 4)))
 
 
 def offline_tok_s(llm, prompts, params, in_thread: bool) -> float:
@@ -167,11 +166,13 @@ def main() -> int:
         for repeat in range(args.repeats):
             offline_main = None if args.skip_offline_main else offline_tok_s(llm, prompts, params, in_thread=False)
             offline_thread = offline_tok_s(llm, prompts, params, in_thread=True)
-            http_wall, http_tokens, failed = http_load(server.url, model, prompts, args.output_tokens,
-                                                       args.client_procs)
+            http_wall, http_tokens, failed, chunks = http_load(server.url, model, prompts, args.output_tokens,
+                                                               args.client_procs)
             run = {
                 "offline_tok_s": offline_main and round(offline_main, 1), "offline_thread_tok_s": round(offline_thread, 1),
                 "http_tok_s": round(http_tokens / http_wall, 1), "http_tokens": http_tokens, "http_failed": failed,
+                # above 1 when the server coalesced outputs that came while a stream was busy
+                "tokens_per_chunk": round(http_tokens / max(chunks, 1), 2),
             }
             # against the faster offline run: the engine's step loop runs faster off the main thread on some CPUs
             run["ratio"] = round(run["http_tok_s"] / max(offline_main or 0.0, offline_thread), 3)

@@ -125,8 +125,8 @@ def test_overhead_benchmark_counts_tokens_from_usage():
     text = event({"choices": [{"index": 0, "text": "three tokens here", "finish_reason": None}]})
     finish = event({"choices": [{"index": 0, "text": "", "finish_reason": "length"}]})
     usage = event({"choices": [], "usage": {"prompt_tokens": 2, "completion_tokens": 3, "total_tokens": 5}})
-    assert module.stream_summary(text + finish + usage + b"data: [DONE]\n\n") == (3, True)
-    assert module.stream_summary(text + finish + usage) == (0, False)  # no [DONE]: cut short
+    assert module.stream_summary(text + finish + usage + b"data: [DONE]\n\n") == (3, True, 1)  # 3 tokens, 1 chunk
+    assert module.stream_summary(text + finish + usage)[:2] == (0, False)  # no [DONE]: cut short
     assert module.stream_summary(text + usage + b"data: [DONE]\n\n")[1] is False  # no finish_reason
 
 
