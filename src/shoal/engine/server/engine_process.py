@@ -245,6 +245,13 @@ def _step_loop(model_dir: str, kwargs: dict, commands, out_fd: int) -> None:
     except BaseException:
         write_message(out_fd, ("failed", traceback.format_exc()))
         return
+    if str(kwargs.get("device", "cpu")).startswith("cuda"):
+        import torch
+
+        # a GPU step's host side is one launching thread: torch's CPU thread pool would only contend with the HTTP
+        # process and its clients for cores (on 2 CPU cores that contention cost 3-10x, bench/RESULTS.md);
+        # set after loading, which may use the pool
+        torch.set_num_threads(1)
     write_message(out_fd, ("ready", engine.max_model_len, engine.runtime_limits, engine.stats()))
     try:
         while True:
