@@ -340,6 +340,9 @@ def tune_batch_limits(snap: MetricsSnapshot, state: BatchState, spec: PlannerSpe
     elif ttft >= TUNE_TTFT_HIGH and itl < itl_low:
         tokens = min(spec.max_num_batched_tokens_cap, _round_down(tokens * 1.25 + 255, 256))
         why = f"TTFT p95 at {ttft:.0%} of SLO with ITL at {itl:.0%}: raise token budget (prefill faster)"
+    elif itl >= itl_high and not itl_binds:
+        return BatchDecision(state, f"hold: ITL p95 at {itl:.0%} of SLO, but TTFT at {ttft:.0%} binds first: a "
+                                    "smaller budget would cost TTFT more than it gives ITL")
     else:
         return BatchDecision(state, f"hold: TTFT p95 at {ttft:.0%}, ITL p95 at {itl:.0%} of SLO")
     if (seqs, tokens) == (state.max_num_seqs, state.max_num_batched_tokens):
