@@ -2,8 +2,9 @@
 
 The workload: `--concurrency` requests of `--prompt-tokens` random token ids, each forced to `--output-tokens`
 tokens (ignore_eos, greedy). Offline, all go to one `LLM.generate` call, made from the main thread and again from a
-worker thread (the server's engine loop runs in a worker thread, which some CPUs run faster); the ratio is taken
-against the faster of the two. Online, a `shoal serve` child process gets them as concurrent streaming
+worker thread (the server's engine loop runs in a worker thread, which some CPUs run faster) and from a worker
+thread with one torch CPU thread (as the server's engine process steps on CUDA); the ratio is taken against the
+fastest. Online, a `shoal serve` child process gets them as concurrent streaming
 /v1/completions requests from aiohttp clients (`--client-procs` processes) on the same machine. Output tokens are
 counted from each stream's final usage chunk (a chunk may carry several tokens), and a stream counts as failed
 unless it ends with a finish_reason, its usage and `[DONE]`. The client reads the raw SSE bytes and decodes only
@@ -166,16 +167,22 @@ def main() -> int:
         for repeat in range(args.repeats):
             offline_main = None if args.skip_offline_main else offline_tok_s(llm, prompts, params, in_thread=False)
             offline_thread = offline_tok_s(llm, prompts, params, in_thread=True)
+            # the server's engine child on CUDA steps with one torch CPU thread; offline gets that setting too
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)
+            offline_one = offline_tok_s(llm, prompts, params, in_thread=True)
+            torch.set_num_threads(threads)
             http_wall, http_tokens, failed, chunks = http_load(server.url, model, prompts, args.output_tokens,
                                                                args.client_procs)
             run = {
                 "offline_tok_s": offline_main and round(offline_main, 1), "offline_thread_tok_s": round(offline_thread, 1),
+                "offline_thread_1cpu_tok_s": round(offline_one, 1),
                 "http_tok_s": round(http_tokens / http_wall, 1), "http_tokens": http_tokens, "http_failed": failed,
                 # above 1 when the server coalesced outputs that came while a stream was busy
                 "tokens_per_chunk": round(http_tokens / max(chunks, 1), 2),
             }
             # against the faster offline run: the engine's step loop runs faster off the main thread on some CPUs
-            run["ratio"] = round(run["http_tok_s"] / max(offline_main or 0.0, offline_thread), 3)
+            run["ratio"] = round(run["http_tok_s"] / max(offline_main or 0.0, offline_thread, offline_one), 3)
             runs.append(run)
             print(f"repeat {repeat}: {json.dumps(run)}", flush=True)
     report = {

@@ -269,7 +269,7 @@ def _step_loop(model_dir: str, kwargs: dict, commands, out_fd: int) -> None:
                         errors.append((rid, str(exc)))
                 elif command[0] == "abort":
                     if (out := engine.abort(command[1])) is not None:
-                        results.append(out)
+                        results.append(_compact(out))
                 elif command[0] == "limits":
                     engine.set_runtime_limits(command[1], command[2])
                 elif command[0] == "stop":
@@ -279,9 +279,9 @@ def _step_loop(model_dir: str, kwargs: dict, commands, out_fd: int) -> None:
                     return
             step_stats = None
             if engine.has_unfinished():
-                results += engine.step()
+                results += engine.step_deltas()  # already the compact tuples _take reads
                 step_stats = engine.last_step_stats
-            write_message(out_fd, ("step", [_compact(o) for o in results], errors, step_stats, engine.stats(),
+            write_message(out_fd, ("step", results, errors, step_stats, engine.stats(),
                                        num_added))
     except BaseException:
         write_message(out_fd, ("failed", traceback.format_exc()))
@@ -302,6 +302,7 @@ def _take(request_id: str, stream: _Stream, items: list[tuple]) -> RequestOutput
 
 
 def _compact(out: RequestOutput) -> tuple:
+    """A RequestOutput as the tuple LLMEngine.step_deltas gives."""
     m = out.metrics
     return (out.request_id, out.new_token_ids, out.new_text, out.finished, out.finish_reason,
             (m.arrival_time, m.first_scheduled_time, m.first_token_time, m.finished_time))
