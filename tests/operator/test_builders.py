@@ -45,6 +45,7 @@ def test_gpu_deployment_follows_the_design():
     assert security["readOnlyRootFilesystem"] and security["seccompProfile"] == {"type": "RuntimeDefault"}
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
     assert flag(engine["args"], "--device") == "cuda" and flag(engine["args"], "--model") == "/models/smollm2"
+    assert flag(engine["args"], "--engine-process") == "true"
     assert flag(engine["args"], "--runtime-config-dir") == "/etc/shoal/runtime"
     assert flag(engine["args"], "--admin-token-file") == "/var/run/shoal/admin/token"
     mounts = {m["mountPath"]: m["name"] for m in engine["volumeMounts"]}
@@ -62,6 +63,7 @@ def test_zero_gpus_runs_the_engine_on_cpu():
     deployment = builders.build_deployment(body, ServiceSpec.from_body(body["spec"]), CONFIG, replicas=1)
     engine = container(deployment)
     assert flag(engine["args"], "--device") == "cpu" and flag(engine["args"], "--model") == "/opt/models/m"
+    assert flag(engine["args"], "--engine-process") == "false"
     assert "nvidia.com/gpu" not in engine["resources"]["limits"]
     assert engine["image"] == "mine:2"
     assert all(v["name"] != "dshm" for v in deployment["spec"]["template"]["spec"]["volumes"])

@@ -33,6 +33,9 @@ def engine_args(spec: ServiceSpec, model_path: str) -> list[str]:
         "--host", "0.0.0.0",
         "--port", str(labels.HTTP_PORT),
         "--device", "cuda" if spec.gpus > 0 else "cpu",
+        # on a GPU the HTTP loop and the step loop must not share a GIL (bench/RESULTS.md: 0.36 vs 0.6-1.1 of
+        # offline throughput streamed); on a few CPU cores the child's threads contend instead
+        "--engine-process", "true" if spec.gpus > 0 else "false",
         "--dtype", spec.dtype,
         "--max-num-seqs", str(spec.max_num_seqs),
         "--max-num-batched-tokens", str(spec.max_num_batched_tokens),
