@@ -48,7 +48,10 @@ async def autoscaler_tick(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         return
     if memo.get("client") is None:  # the operator's startup has not run yet
         return
-    await control_once(memo.client, _prometheus(memo), _engines(memo), dict(body), time.time())
+    if memo.get("autoscaler_pushed") is None:
+        memo.autoscaler_pushed = {}
+    await control_once(memo.client, _prometheus(memo), _engines(memo), dict(body), time.time(),
+                       pushed=memo.autoscaler_pushed)
 
 
 def register_timer(registry: kopf.OperatorRegistry, period_s: float) -> None:
@@ -99,7 +102,12 @@ class Outcome:
 
 
 async def control_once(client: kube.KubeClient, prometheus: PrometheusClient | None,
-                       engines: aiohttp.ClientSession, isvc: dict[str, Any], now: float) -> Outcome | None:
+                       engines: aiohttp.ClientSession, isvc: dict[str, Any], now: float,
+                       pushed: dict[tuple[str, str], tuple[int, int]] | None = None) -> Outcome | None:
+    """One tick for one service. `pushed` remembers, per service, the batch limits this operator process saw every
+    ready pod take: tuned limits in status.batch that it has not pushed (a crash between the status write and the
+    push, a pod that refused) are pushed again on the next tick with data, so pods converge on status.batch without
+    waiting for the tuner's next change."""
     meta = isvc["metadata"]
     namespace, name = meta["namespace"], meta["name"]
     raw_spec = isvc.get("spec") or {}
@@ -127,15 +135,21 @@ async def control_once(client: kube.KubeClient, prometheus: PrometheusClient | N
         await client.patch(kube.DEPLOYMENT, namespace, name, {"spec": {"replicas": rdec.replicas}})
         await _event(client, isvc, "Normal", "Scaled", rdec.reason)
         log.info("%s/%s: %s", namespace, name, rdec.reason)
-    pushed = 0
+    took = 0
+    limits = (bdec.state.max_num_seqs, bdec.state.max_num_batched_tokens)
+    # re-push only what was tuned (pods start at the ConfigMap's limits), and not while blind: no data holds all
+    unsent = pushed is not None and pushed.get((namespace, name)) != limits and status.get("batch") is not None
+    if bdec.changed or (spec.batch_tuning and unsent and not snap.missing()):
+        took, complete = await _push_limits(client, engines, isvc, bdec.state)
+        if pushed is not None and complete:
+            pushed[(namespace, name)] = limits
     if bdec.changed:
-        pushed = await _push_limits(client, engines, isvc, bdec.state)
         await client.patch(kube.CONFIGMAP, namespace, labels.runtime_configmap_name(name), {"data": {
             labels.RUNTIME_MAX_NUM_SEQS: str(bdec.state.max_num_seqs),
             labels.RUNTIME_MAX_NUM_BATCHED_TOKENS: str(bdec.state.max_num_batched_tokens)}})
-        await _event(client, isvc, "Normal", "Tuned", f"{bdec.reason} (pushed to {pushed} ready pod(s))")
+        await _event(client, isvc, "Normal", "Tuned", f"{bdec.reason} (pushed to {took} ready pod(s))")
         log.info("%s/%s: %s", namespace, name, bdec.reason)
-    return Outcome(rdec, bdec, pushed)
+    return Outcome(rdec, bdec, took)
 
 
 async def _read_metrics(prometheus: PrometheusClient | None, namespace: str, name: str,
@@ -216,8 +230,8 @@ def _ms(seconds: float | None) -> float | None:
 
 
 async def _push_limits(client: kube.KubeClient, engines: aiohttp.ClientSession, isvc: dict[str, Any],
-                       state: BatchState) -> int:
-    """PATCH /admin/runtime-config on every ready pod; returns how many took it."""
+                       state: BatchState) -> tuple[int, bool]:
+    """PATCH /admin/runtime-config on every ready pod; returns how many took it and whether all did."""
     meta = isvc["metadata"]
     namespace, name = meta["namespace"], meta["name"]
     secret = await client.get(kube.SECRET, namespace, labels.admin_token_secret_name(name))
@@ -225,7 +239,7 @@ async def _push_limits(client: kube.KubeClient, engines: aiohttp.ClientSession, 
     if token is None:
         await _event(client, isvc, "Warning", "TuneFailed",
                      f"Secret {labels.admin_token_secret_name(name)} has no key {labels.ADMIN_TOKEN_KEY}")
-        return 0
+        return 0, False
     pods = await client.list(POD, namespace, labels.selector_string(name))
     targets = [_admin_url(p) for p in pods if _is_ready(p)]
     body = {"maxNumSeqs": state.max_num_seqs, "maxNumBatchedTokens": state.max_num_batched_tokens}
@@ -243,7 +257,7 @@ async def _push_limits(client: kube.KubeClient, engines: aiohttp.ClientSession, 
     failures = [f for f in await asyncio.gather(*(push(u) for u in targets)) if f]
     if failures:
         await _event(client, isvc, "Warning", "TuneFailed", "; ".join(failures))
-    return len(targets) - len(failures)
+    return len(targets) - len(failures), not failures
 
 
 def _token(secret: dict[str, Any] | None) -> str | None:
