@@ -9,12 +9,13 @@ What calibrates it: the GPU engine benchmark (bench/results/engine_throughput_gp
     bytes = streamed weight bytes + kv_bytes_per_token x (context tokens read by decodes and prefill chunks)
     flops = 2 x params x (prefill + decode tokens) + attention flops of the prefill chunks
 
-- measured: weight bytes streamed per step (15.01 GB) and copy bandwidth (2.954 TB/s) in the batch-1 run;
-- fitted: step_overhead + step_overhead_per_seq = batch-1 decode time (6.78 ms) - weights / bandwidth; the split
-  (1.66 ms + 43.7 us per sequence) makes the simulator replay the 256-sequence nano-vllm protocol in the measured
-  21.35 s -- and it then also takes the measured number of engine steps (1,025), which nothing forced;
+- measured: weight bytes streamed per step (15.01 GB) and copy bandwidth (2.942 TB/s) in the batch-1 run;
+- fitted: step_overhead + step_overhead_per_seq = batch-1 decode time (6.35 ms) - weights / bandwidth; the split
+  (1.24 ms + 13.5 us per sequence) makes the simulator replay the 256-sequence nano-vllm protocol in the measured
+  16.70 s -- and it then takes 1,025 engine steps against the measured 1,024, which nothing forced (refitted
+  2026-11-27 after asynchronous scheduling; the first fit, 1.66 ms + 43.7 us to 21.35 s, is in git history);
 - not validated by that benchmark: the prefill rate (790 TFLOP/s, this workplace's measured bf16 GEMM rate; the
-  protocol's prefill is a small share of its time), the KV cache size (the 300,336 tokens the engine sized in that
+  protocol's prefill is a small share of its time), the KV cache size (the 289,296 tokens the engine sized in that
   run), and the pod start delay (60 s, assumed: image cached, weights on node disk).
 
 The same class also carries the model of the real CPU server that bench/sim_vs_engine.py checks the simulator
@@ -83,11 +84,11 @@ def _llama_3_1_8b_h100() -> EngineCalibration:
         weight_bytes=15_009_849_344,  # streamed per step (the batch-1 run)
         kv_bytes_per_token=kv_bytes,
         attn_flops_per_token_per_ctx=attn_flops,
-        copy_bandwidth=2.954e12,
+        copy_bandwidth=2.942e12,
         matmul_rate=790e12,
-        step_overhead_s=0.001656,
-        step_overhead_per_seq_s=43.7e-6,
-        kv_capacity_tokens=300_336,
+        step_overhead_s=0.001239,
+        step_overhead_per_seq_s=13.5e-6,
+        kv_capacity_tokens=289_296,
         pod_start_delay_s=60.0,
     )
 
