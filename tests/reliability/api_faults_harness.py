@@ -4,7 +4,6 @@ kopf over HTTP), a seeded workload of InferenceService changes, and the verdict 
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import signal
@@ -12,15 +11,16 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
-
-from api_faults_verdict import ISVCS, Verdict, verdict, wait_converged  # noqa: F401  (crash_harness uses them)
+from typing import Callable
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests"))  # http_json: the JSON client and poller the test areas share
+from api_faults_verdict import ISVCS, Verdict, verdict, wait_converged  # noqa: E402, F401  (crash_harness uses them)
+from http_json import Http, wait_for  # noqa: E402, F401  (wait_for: crash_harness and the tests use it)
+
 CRD = REPO / "crds" / "inferenceservice.yaml"
 SERVICEMONITOR_CRD = {
     "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
@@ -41,46 +41,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class Api:
-    """Plain JSON calls to the emulator, as a user or a kubelet would make them."""
+class Api(Http):
+    """Plain JSON calls to the emulator, as a user or a kubelet would make them; never faulted (DRIVER_AGENT)."""
 
     def __init__(self, url: str):
-        self.url = url
-
-    def call(self, method: str, path: str, body: Any = None,
-             content_type: str = "application/merge-patch+json") -> tuple[int, Any]:
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(self.url + path, data=data, method=method, headers={
-            "Content-Type": content_type, "Accept": "application/json", "User-Agent": DRIVER_AGENT})
-        try:
-            with urllib.request.urlopen(request, timeout=30) as resp:
-                return resp.status, json.loads(resp.read() or b"null")
-        except urllib.error.HTTPError as err:
-            return err.code, json.loads(err.read() or b"null")
-
-    def get(self, path: str) -> Any:
-        status, body = self.call("GET", path)
-        return body if status == 200 else None
-
-    def create(self, path: str, body: dict) -> dict:
-        status, answer = self.call("POST", path, body, "application/json")
-        if status != 201:
-            raise AssertionError(f"POST {path} -> {status}: {answer}")
-        return answer
-
-    def items(self, path: str) -> list[dict]:
-        return (self.get(path) or {}).get("items", [])
-
-
-def wait_for(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
+        super().__init__(url, user_agent=DRIVER_AGENT, timeout=30.0)
 
 
 # -- the operator as a process -----------------------------------------------------------------------------

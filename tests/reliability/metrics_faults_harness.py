@@ -15,8 +15,6 @@ import json
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import SimpleNamespace
@@ -26,7 +24,9 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "autoscale"))  # promserver: how the tests run a real Prometheus
+sys.path.insert(0, str(REPO / "tests"))  # http_json: the JSON client and poller the test areas share
 
+from http_json import Http, wait_for  # noqa: E402, F401  (wait_for: the tests and the campaign use it)
 from promserver import free_port, running_prometheus  # noqa: E402
 
 from shoal.engine.server.metrics import EngineMetrics  # noqa: E402
@@ -241,36 +241,7 @@ def targets(engines: list[IdleEngine], namespace: str, service: str) -> list[tup
             for i, e in enumerate(engines)]
 
 
-def wait_for(check, timeout: float = 30.0, what: str = "condition", interval: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
-
-
-class Api:
-    """A minimal JSON client of the emulated API server (what a kubelet or a user would send)."""
-
-    def __init__(self, url: str):
-        self.url = url
-
-    def call(self, method: str, path: str, body=None, content_type="application/merge-patch+json"):
-        data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.url + path, data=data, method=method,
-                                     headers={"Content-Type": content_type, "Accept": "application/json"})
-        try:
-            with urllib.request.urlopen(req, timeout=10) as resp:
-                return resp.status, json.loads(resp.read() or b"null")
-        except urllib.error.HTTPError as err:
-            return err.code, json.loads(err.read() or b"null")
-
-    def get(self, path: str):
-        status, body = self.call("GET", path)
-        return body if status == 200 else None
+Api = Http  # a minimal JSON client of the emulated API server (what a kubelet or a user would send)
 
 
 def condition(isvc: dict | None, kind: str) -> dict | None:
