@@ -122,6 +122,17 @@ async def test_owner_references_are_garbage_collected(client):
     assert [o["metadata"]["name"] for o in body["items"]] == ["unrelated"]
 
 
+async def test_a_dependent_created_after_its_owner_is_gone_is_collected(client):
+    # a controller's late create (its owner deleted meanwhile) would be a leak; the real garbage collector removes it
+    _, owner = await client.post(CM, {"metadata": {"name": "owner"}})
+    ref = {"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": owner["metadata"]["uid"]}
+    await client.delete(f"{CM}/owner")
+    status, late = await client.post(CM, {"metadata": {"name": "late", "ownerReferences": [ref]}})
+    assert status == 201 and late["metadata"]["name"] == "late"
+    status, _ = await client.get(f"{CM}/late")
+    assert status == 404
+
+
 async def test_orphan_propagation_keeps_dependents(client):
     _, owner = await client.post(CM, {"metadata": {"name": "owner"}})
     ref = {"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": owner["metadata"]["uid"]}

@@ -121,7 +121,13 @@ class ObjectApi:
             return obj
         if rt.key == CRD_KEY:
             obj = self._establish_crd(obj)
-        return self.store.put(rt.key, obj, "ADDED")
+        stored = self.store.put(rt.key, obj, "ADDED")
+        owners = [r.get("uid") for r in meta.get("ownerReferences") or ()]
+        if owners and all(self.store.by_uid(uid) is None for uid in owners):
+            # the real garbage collector deletes a dependent whose owners are all gone, also one created after them
+            # (a controller's late write); it does so moments later, the emulator at once
+            self._remove(rt.key, meta.get("namespace", ""), meta["name"], True)
+        return stored
 
     def replace(self, rt: ResourceType, namespace: str | None, name: str, body: dict[str, Any],
                 subresource: str | None = None, strict: bool = False, dry_run: bool = False) -> dict[str, Any]:
