@@ -2,32 +2,50 @@
 # One GPU visit for issue 4's overhead target: HTTP streaming vs LLM.generate at 64 concurrent, on the device
 # machine (python3 there has torch + triton; the server's pure-Python deps travel as wheels in .carry/wheels and
 # SmolLM2's config + tokenizer in .carry/smollm2; weights are random: speed does not depend on their values).
-#   run (carry [".carry"]):  [LAYOUTS="true false"] [OUTPUTS="256 1024"] [REPEATS=3] bash bench/serve_gpu.sh
-# LAYOUTS are values of `shoal serve --engine-process`. Checks first (every stream ended with usage and [DONE],
-# tokens = 64 x output), then prints a table last.
+#   run (carry [".carry"]):  [SHAPES="smollm2 qwen3-0.6b"] [LAYOUTS=true] [OUTPUTS="256 1024"] [REPEATS=3]
+#                            [CONTEND=5] bash bench/serve_gpu.sh
+# SHAPES: smollm2 (the carried folder's own shape) or a model shape of bench/engine_throughput.py served with
+# SmolLM2's tokenizer. LAYOUTS are values of `shoal serve --engine-process`. Each run also traces the engine child's
+# loop and times offline while CONTEND processes keep a core busy each (what the server and clients take). Checks
+# first (every stream ended with usage and [DONE], tokens = 64 x output), then prints a table last.
 set -euo pipefail
 python3 -m pip install --quiet --no-deps --no-index .carry/wheels/*.whl
 out=${OUT:-bench/results}
-for layout in ${LAYOUTS:-true false}; do
-  for n in ${OUTPUTS:-256}; do
-    PYTHONPATH=src python3 bench/serve_overhead.py --model-dir .carry/smollm2 --load-format dummy --device cuda \
-      --dtype bfloat16 --prompt-tokens 128 --output-tokens "$n" --repeats "${REPEATS:-3}" --warmup-runs 1 \
-      --client-procs 4 --skip-offline-main --serve-args "--engine-process $layout" \
-      --out "$out/serve_overhead_gpu_h100_proc-${layout}_out-$n.json" > "$out/log_${layout}_$n.txt" 2>&1
+for shape in ${SHAPES:-smollm2}; do
+  shape_flag=$([ "$shape" = smollm2 ] || echo "--shape $shape")
+  for layout in ${LAYOUTS:-true}; do
+    for n in ${OUTPUTS:-256}; do
+      name="${shape}_proc-${layout}_out-$n"
+      # shellcheck disable=SC2086
+      PYTHONPATH=src python3 bench/serve_overhead.py --model-dir .carry/smollm2 --load-format dummy $shape_flag \
+        --device cuda --dtype bfloat16 --prompt-tokens 128 --output-tokens "$n" --repeats "${REPEATS:-3}" \
+        --warmup-runs 1 --client-procs 4 --skip-offline-main --serve-args "--engine-process $layout" \
+        --contend "${CONTEND:-5}" --trace-dir "$out/trace_$name" \
+        --out "$out/serve_overhead_gpu_$name.json" > "$out/log_$name.txt" 2>&1
+    done
   done
 done
 python3 - "$out" <<'PY'
-import json, sys
+import json, statistics, sys
 from pathlib import Path
-print("\n| engine process | output tokens | card | LLM.generate tok/s (torch threads default / 1) | HTTP tok/s | tokens/chunk | median ratio |")
-print("|---|---:|---|---|---|---|---:|")
-for path in sorted(Path(sys.argv[1]).glob("serve_overhead_gpu_h100_proc-*.json")):
+med = lambda xs: round(statistics.median(xs), 3)
+print("\n| shape | engine process | out tokens | offline tok/s (1 thread) | offline, 5 cores busy | HTTP tok/s | ratio "
+      "| steps offline / HTTP | ms/step offline / child | child step / send ms | batch full at ms | CPU s parent / engine of wall |")
+print("|---|---|---:|---|---|---|---:|---|---|---|---|---|")
+for path in sorted(Path(sys.argv[1]).glob("serve_overhead_gpu_*.json")):
     r = json.loads(path.read_text())
-    expected = int(r["config"]["concurrency"]) * int(r["config"]["output_tokens"])
-    for run in r["runs"]:
-        assert run["http_failed"] == 0 and run["http_tokens"] == expected, (path.name, run)
     c, runs = r["config"], r["runs"]
-    cell = lambda key: ", ".join(str(run[key]) for run in runs)
-    print(f"| {c['serve_args'].split()[-1]} | {c['output_tokens']} | {r['machine']['gpu']} | {cell('offline_thread_tok_s')} / {cell('offline_thread_1cpu_tok_s')} "
-          f"| {cell('http_tok_s')} | {cell('tokens_per_chunk')} | {r['median_ratio']} |")
+    expected = int(c["concurrency"]) * int(c["output_tokens"])
+    for run in runs:
+        assert run["http_failed"] == 0 and run["http_tokens"] == expected, (path.name, run)
+    ec = [run["engine_child"] for run in runs]
+    print(f"| {c['shape'] if c['shape'] != 'None' else 'smollm2'} | {c['serve_args'].split()[-1]} | {c['output_tokens']} "
+          f"| {med([x['offline_thread_1cpu_tok_s'] for x in runs])} | {med([x.get('offline_1cpu_contended_tok_s', 0) for x in runs])} "
+          f"| {med([x['http_tok_s'] for x in runs])} | {r['median_ratio']} "
+          f"| {med([x['offline_1cpu_steps'][0] for x in runs])} / {med([e['steps'] for e in ec])} "
+          f"| {med([x['offline_1cpu_steps'][1] for x in runs])} / {med([e['ms_per_iteration'] for e in ec])} "
+          f"| {med([e['step_ms'] for e in ec])} / {med([e['send_ms'] for e in ec])} "
+          f"| {med([e['full_batch_ms'] or -1 for e in ec])} "
+          f"| {med([x['server_cpu_s']['parent'] for x in runs])} / {med([x['server_cpu_s']['engine'] for x in runs])} "
+          f"of {med([x['http_wall_s'] for x in runs])} |")
 PY

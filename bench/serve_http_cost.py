@@ -43,7 +43,8 @@ def measure(server, model: str, prompts, output_tokens: int) -> dict:
     """One load of all prompts at once: CPU microseconds per output token of server, engine and client."""
     parent, client = psutil.Process(server.proc.pid), psutil.Process()
     before = (cpu_s(parent), children_cpu_s(parent), cpu_s(client))
-    wall, tokens, failed, chunks = http_load(server.url, model, prompts, output_tokens, 1)
+    start, end, tokens, failed, chunks, _ = http_load(server.url, model, prompts, output_tokens, 1)
+    wall = end - start
     after = (cpu_s(parent), children_cpu_s(parent), cpu_s(client))
     if tokens == 0:
         raise RuntimeError(f"no tokens streamed ({failed} requests failed; see the messages above)")

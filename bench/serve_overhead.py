@@ -47,12 +47,19 @@ def stream_summary(body: bytes) -> tuple[int, bool, int]:
     return usage.get("completion_tokens", 0), finished and "completion_tokens" in usage, len(events) - 3
 
 
-async def stream_tokens(session: aiohttp.ClientSession, url: str, body: dict) -> tuple[int, bool, int]:
+async def stream_tokens(session: aiohttp.ClientSession, url: str, body: dict, times: list | None = None
+                        ) -> tuple[int, bool, int]:
+    """Stream one request; appends (sent, first bytes, end) wall-clock times to `times` when given."""
     data = bytearray()
+    sent = first = time.time()
     try:
         async with session.post(url + "/v1/completions", json=body) as response:
             async for block in response.content.iter_any():
+                if not data:
+                    first = time.time()
                 data += block
+            if times is not None:
+                times.append((sent, first, time.time()))
             tokens, ok, chunks = stream_summary(bytes(data)) if response.status == 200 else (0, False, 0)
     except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
         tokens, ok, chunks = 0, False, 0
@@ -63,17 +70,20 @@ async def stream_tokens(session: aiohttp.ClientSession, url: str, body: dict) ->
 
 
 async def http_run(url: str, model: str, prompts: list[list[int]], output_tokens: int,
-                   start_at: float | None = None) -> tuple[float, float, int, int, int]:
-    """(start, end) wall-clock times, output tokens, failed requests and text chunks of all prompts sent at once."""
+                   start_at: float | None = None) -> tuple:
+    """(start, end) wall-clock times, output tokens, failed requests, text chunks and per-request
+    (sent, first bytes, end) times of all prompts sent at once."""
     connector = aiohttp.TCPConnector(limit=0)
+    times: list[tuple[float, float, float]] = []
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=3600)) as session:
         if start_at is not None:
             await asyncio.sleep(max(0.0, start_at - time.time()))
         start = time.time()
-        results = await asyncio.gather(*(stream_tokens(session, url, completion_body(model, p, output_tokens))
+        results = await asyncio.gather(*(stream_tokens(session, url, completion_body(model, p, output_tokens), times)
                                          for p in prompts))
         end = time.time()
-    return (start, end, sum(r[0] for r in results), sum(not r[1] for r in results), sum(r[2] for r in results))
+    return (start, end, sum(r[0] for r in results), sum(not r[1] for r in results), sum(r[2] for r in results),
+            times)
 
 
 def _client_process(url: str, model: str, prompts: list[list[int]], output_tokens: int, start_at: float):
@@ -81,26 +91,73 @@ def _client_process(url: str, model: str, prompts: list[list[int]], output_token
 
 
 def http_load(url: str, model: str, prompts: list[list[int]], output_tokens: int, procs: int):
-    """Wall seconds, output tokens, failures and text chunks, with the requests spread over `procs` client
-    processes that start together (so the client's SSE parsing is not what limits the measurement)."""
+    """(start, end) wall-clock times, output tokens, failures, text chunks and per-request times, with the requests
+    spread over `procs` client processes that start together (so the client's SSE parsing is not what limits the
+    measurement)."""
     if procs == 1:
-        start, end, *counts = asyncio.run(http_run(url, model, prompts, output_tokens))
-        return end - start, *counts
+        return asyncio.run(http_run(url, model, prompts, output_tokens))
     start_at = time.time() + 5.0  # after the workers have spawned and imported
     with multiprocessing.get_context("spawn").Pool(procs) as pool:
         parts = pool.starmap(_client_process, [(url, model, prompts[i::procs], output_tokens, start_at)
                                                for i in range(procs)])
-    return (max(p[1] for p in parts) - min(p[0] for p in parts), *(sum(p[i] for p in parts) for i in (2, 3, 4)))
+    return (min(p[0] for p in parts), max(p[1] for p in parts), *(sum(p[i] for p in parts) for i in (2, 3, 4)),
+            [t for p in parts for t in p[5]])
 
 
-def offline_tok_s(llm, prompts, params, in_thread: bool) -> float:
-    """LLM.generate output tokens/s, called from this thread or from a worker thread (as the server's engine runs)."""
+def spread(times: list[tuple[float, float, float]], start: float) -> dict:
+    """When the requests were sent, got their first bytes and ended, in ms after the run's start (first / last)."""
+    ms = lambda xs: [round(1000 * (min(xs) - start), 1), round(1000 * (max(xs) - start), 1)]
+    return {"sent_ms": ms([t[0] for t in times]), "first_bytes_ms": ms([t[1] for t in times]),
+            "ended_ms": ms([t[2] for t in times])}
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of one process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def server_processes(pid: int) -> dict[str, int]:
+    """The `shoal serve` process and its children by role: parent, engine (the engine child), resource_tracker."""
+    found = {"parent": pid}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in map(int, (task / "children").read_text().split()):
+            cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+            found["resource_tracker" if b"resource_tracker" in cmdline else "engine"] = child
+    return found
+
+
+def spin(stop_at: float) -> None:
+    while time.time() < stop_at:
+        pass
+
+
+def contended(fn, busy: int):
+    """fn() while `busy` other processes each keep a core busy (as the server's processes and the client's do)."""
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=spin, args=(time.time() + 600,), daemon=True) for _ in range(busy)]
+    for p in procs:
+        p.start()
+    time.sleep(1.0)
+    try:
+        return fn()
+    finally:
+        for p in procs:
+            p.kill()
+
+
+def offline_tok_s(llm, prompts, params, in_thread: bool, steps: list | None = None) -> float:
+    """LLM.generate output tokens/s, called from this thread or from a worker thread (as the server's engine runs);
+    appends (engine steps, wall seconds) to `steps` when given."""
     box = {}
 
     def run() -> None:
-        start = time.perf_counter()
+        start, before = time.perf_counter(), llm.engine.steps_total
         outputs = llm.generate(prompts, params)
-        box["tok_s"] = sum(len(o.token_ids) for o in outputs) / (time.perf_counter() - start)
+        wall = time.perf_counter() - start
+        box["tok_s"] = sum(len(o.token_ids) for o in outputs) / wall
+        if steps is not None:
+            steps.append((llm.engine.steps_total - before, wall))
 
     if in_thread:
         worker = threading.Thread(target=run)
@@ -109,6 +166,42 @@ def offline_tok_s(llm, prompts, params, in_thread: bool) -> float:
     else:
         run()
     return box["tok_s"]
+
+
+def shaped_model_dir(shape: str, tokenizer_dir: Path, root: Path) -> Path:
+    """A folder with one of bench/engine_throughput.py's model shapes (random weights: --load-format dummy) and the
+    tokenizer of `tokenizer_dir`, its vocabulary size and special tokens taken over so every sampled id decodes."""
+    import shutil
+
+    from engine_throughput import SHAPES
+
+    base = json.loads((tokenizer_dir / "config.json").read_text())
+    config = SHAPES[shape] | {key: base[key] for key in ("vocab_size", "bos_token_id", "eos_token_id")}
+    path = root / f"{shape}-shape"
+    path.mkdir(parents=True, exist_ok=True)
+    for name in tokenizer_dir.iterdir():
+        if name.name.startswith(("tokenizer", "chat_template", "generation_config")):
+            shutil.copy(name, path / name.name)
+    (path / "config.json").write_text(json.dumps(config, indent=1))
+    return path
+
+
+def trace_summary(rows: list[dict], start: float, full: int) -> dict:
+    """The engine child's loop over one HTTP run: steps, ms per iteration and its parts, and how the batch filled."""
+    if not rows:
+        return {"steps": 0}
+    mean_ms = lambda key: round(1000 * statistics.fmean(r[key] for r in rows), 4)
+    full_at = next((r["wall_start"] for r in rows if r["num_running"] >= full), None)
+    return {
+        "steps": len(rows),
+        "ms_per_iteration": round(1000 * (rows[-1]["wall_start"] - rows[0]["wall_start"]) / max(len(rows) - 1, 1), 4),
+        "commands_ms": mean_ms("commands_s"), "step_ms": mean_ms("step_s"), "send_ms": mean_ms("send_s"),
+        "step_ms_p50": round(1000 * statistics.median(r["step_s"] for r in rows), 4),
+        "steps_at_full_batch": sum(r["num_running"] >= full for r in rows),
+        "first_step_ms": round(1000 * (rows[0]["wall_start"] - start), 1),
+        "full_batch_ms": full_at and round(1000 * (full_at - start), 1),
+        "last_step_ms": round(1000 * (rows[-1]["wall_start"] - start), 1),
+    }
 
 
 def main() -> int:
@@ -135,6 +228,15 @@ def main() -> int:
                         help="KV cache size of each engine (default: twice the workload's tokens, so the offline "
                              "engine and the server fit one GPU together)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--trace-dir", type=Path, default=None,
+                        help="record the engine child's loop (SHOAL_ENGINE_TRACE) and summarise it per HTTP run: "
+                             "steps, time per step and its parts, how long the batch took to fill")
+    parser.add_argument("--shape", default=None,
+                        help="serve a model shape of bench/engine_throughput.py (e.g. qwen3-0.6b) with random weights "
+                             "and --model-dir's tokenizer and vocabulary, instead of --model-dir's own model")
+    parser.add_argument("--contend", type=int, default=0,
+                        help="also time offline (one torch thread) while this many processes keep a core busy each, "
+                             "as the server's processes and the clients do during the HTTP run")
     parser.add_argument("--out", type=Path, default=Path("bench/results/serve_overhead.json"))
     args = parser.parse_args()
 
@@ -145,6 +247,11 @@ def main() -> int:
     from shoal.engine.server.launcher import ServerProcess
 
     model_dir = args.model_dir or prepare("smollm2")
+    if args.shape:
+        import tempfile
+
+        model_dir = shaped_model_dir(args.shape, model_dir, Path(tempfile.mkdtemp(prefix="shoal-shape-")))
+        args.load_format = "dummy"
     rng = random.Random(args.seed)
     prompts = [[rng.randrange(1000, 10000) for _ in range(args.prompt_tokens)] for _ in range(args.concurrency)]
     params = SamplingParams(temperature=0.0, max_tokens=args.output_tokens, ignore_eos=True)
@@ -157,34 +264,60 @@ def main() -> int:
 
     llm = LLM(str(model_dir), **engine_args)
     llm.generate(prompts[:4], SamplingParams(temperature=0.0, max_tokens=8, ignore_eos=True))  # warm-up
-    runs = []
-    with ServerProcess(flags) as server:
+    runs, windows = [], []
+    env = {}
+    if args.trace_dir is not None:
+        from shoal.engine.server.step_trace import ENV
+
+        args.trace_dir.mkdir(parents=True, exist_ok=True)
+        env[ENV] = str((args.trace_dir / "engine_trace.json").resolve())
+    with ServerProcess(flags, env=env) as server:
         model = model_dir.name
         http_load(server.url, model, prompts[:4], 8, 1)  # warm-up
         for _ in range(args.warmup_runs):
             offline_tok_s(llm, prompts, params, in_thread=True)
             http_load(server.url, model, prompts, args.output_tokens, args.client_procs)
+        server_pids = server_processes(server.proc.pid)
         for repeat in range(args.repeats):
             offline_main = None if args.skip_offline_main else offline_tok_s(llm, prompts, params, in_thread=False)
             offline_thread = offline_tok_s(llm, prompts, params, in_thread=True)
             # the server's engine child on CUDA steps with one torch CPU thread; offline gets that setting too
             threads = torch.get_num_threads()
             torch.set_num_threads(1)
-            offline_one = offline_tok_s(llm, prompts, params, in_thread=True)
+            offline_steps: list = []
+            offline_one = offline_tok_s(llm, prompts, params, in_thread=True, steps=offline_steps)
+            offline_busy = args.contend and contended(
+                lambda: offline_tok_s(llm, prompts, params, in_thread=True), args.contend)
             torch.set_num_threads(threads)
-            http_wall, http_tokens, failed, chunks = http_load(server.url, model, prompts, args.output_tokens,
-                                                               args.client_procs)
+            cpu_before = {role: cpu_seconds(pid) for role, pid in server_pids.items()}
+            start, end, http_tokens, failed, chunks, times = http_load(server.url, model, prompts,
+                                                                       args.output_tokens, args.client_procs)
+            cpu = {role: round(cpu_seconds(pid) - cpu_before[role], 3) for role, pid in server_pids.items()}
+            windows.append((start, end))
             run = {
                 "offline_tok_s": offline_main and round(offline_main, 1), "offline_thread_tok_s": round(offline_thread, 1),
                 "offline_thread_1cpu_tok_s": round(offline_one, 1),
-                "http_tok_s": round(http_tokens / http_wall, 1), "http_tokens": http_tokens, "http_failed": failed,
+                "http_tok_s": round(http_tokens / (end - start), 1), "http_tokens": http_tokens, "http_failed": failed,
                 # above 1 when the server coalesced outputs that came while a stream was busy
                 "tokens_per_chunk": round(http_tokens / max(chunks, 1), 2),
+                # (steps, ms per step) of the one-thread offline run
+                "offline_1cpu_steps": [offline_steps[0][0], round(1000 * offline_steps[0][1] / offline_steps[0][0], 3)],
+                # CPU seconds of the server's processes (HTTP parent, engine child) over the HTTP run, and its wall
+                "server_cpu_s": cpu, "http_wall_s": round(end - start, 3), "http_times": spread(times, start),
             }
+            if args.contend:
+                run["offline_1cpu_contended_tok_s"] = round(offline_busy, 1)
             # against the faster offline run: the engine's step loop runs faster off the main thread on some CPUs
             run["ratio"] = round(run["http_tok_s"] / max(offline_main or 0.0, offline_thread, offline_one), 3)
             runs.append(run)
             print(f"repeat {repeat}: {json.dumps(run)}", flush=True)
+    if args.trace_dir is not None:
+        from shoal.engine.server.step_trace import load
+
+        rows = load(env["SHOAL_ENGINE_TRACE"])
+        for run, (start, end) in zip(runs, windows):
+            run["engine_child"] = trace_summary([r for r in rows if start <= r["wall_start"] <= end], start,
+                                                args.concurrency)
     report = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "config": {k: str(v) for k, v in vars(args).items()} | {"model_dir": model_dir.name},

@@ -22,6 +22,7 @@ from pathlib import Path
 from shoal.engine.outputs import EngineStats, RequestMetrics, RequestOutput, RuntimeLimits, StepStats
 from shoal.engine.sampling_params import SamplingParams
 from shoal.engine.server.engine_pipe import MessageReader, write_message
+from shoal.engine.server.step_trace import StepTrace
 
 log = logging.getLogger(__name__)
 
@@ -253,8 +254,11 @@ def _step_loop(model_dir: str, kwargs: dict, commands, out_fd: int) -> None:
         # set after loading, which may use the pool
         torch.set_num_threads(1)
     write_message(out_fd, ("ready", engine.max_model_len, engine.runtime_limits, engine.stats()))
+    trace = StepTrace.from_env()
     try:
         while True:
+            if trace is not None:
+                wall, t0 = time.time(), time.perf_counter()
             batch = [commands.recv()] if not engine.has_unfinished() else []  # idle: block for work
             while commands.poll():
                 batch.append(commands.recv())
@@ -275,14 +279,23 @@ def _step_loop(model_dir: str, kwargs: dict, commands, out_fd: int) -> None:
                 elif command[0] == "stop":
                     for rid in list(engine.requests):
                         engine.abort(rid)
+                    if trace is not None:
+                        trace.save()
                     write_message(out_fd, ("stopped",))
                     return
+            if trace is not None:
+                t1 = time.perf_counter()
             step_stats = None
             if engine.has_unfinished():
                 results += engine.step_deltas()  # already the compact tuples _take reads
                 step_stats = engine.last_step_stats
+            if trace is not None:
+                t2 = time.perf_counter()
             write_message(out_fd, ("step", results, errors, step_stats, engine.stats(),
                                        num_added))
+            if trace is not None and step_stats is not None:
+                trace.record(wall, t0, t1, t2, time.perf_counter(), step_stats.num_running,
+                             step_stats.num_prompt_tokens + step_stats.num_generation_tokens)
     except BaseException:
         write_message(out_fd, ("failed", traceback.format_exc()))
 
