@@ -58,6 +58,16 @@ def check_decode(gen):
             out = nan_like(q)
             K.paged_decode_attention(q, k_cache, v_cache, tables, lens, d**-0.5, num_splits=splits, out=out)
             check(f"decode hq={hq} hk={hk} d={d} splits={splits}", rel_err(out, ref))
+        # as the engine runs it: captured in a CUDA graph (the split merge is a programmatic dependent launch)
+        out = nan_like(q)
+        K.paged_decode_attention(q, k_cache, v_cache, tables, lens, d**-0.5, num_splits=37, out=out)  # compiled
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            K.paged_decode_attention(q, k_cache, v_cache, tables, lens, d**-0.5, num_splits=37, out=out)
+        out.fill_(float("nan"))
+        graph.replay()
+        torch.cuda.synchronize()
+        check(f"decode hq={hq} hk={hk} d={d} splits=37 graph", rel_err(out, ref))
     k_cache, v_cache, tables = paged(gen, [100, 40], 8, 128, high=True)
     q = torch.randn(2, 32, 128, device="cuda", dtype=DT, generator=gen)
     lens = torch.tensor([100, 40], device="cuda", dtype=torch.int32)

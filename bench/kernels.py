@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 import triton
+import triton.language as tl
 from triton.testing import do_bench
 
 import shoal.kernels as K
@@ -55,28 +56,30 @@ def kv_bytes(batch, ctx):
     return 2 * batch * ctx * HK * D * 2
 
 
-def bench_sdpa(q, k_cache, v_cache, tables, ctx):
-    # The same values gathered into one contiguous [B, Hk, L, D] tensor per K and V.
+def sdpa_runner(q, k_cache, v_cache, tables, ctx):
+    """torch SDPA over the same values gathered into one contiguous [B, Hk, L, D] tensor per K and V."""
     k = k_cache[tables.long()].reshape(q.shape[0], ctx, HK, D).transpose(1, 2).contiguous()
     v = v_cache[tables.long()].reshape(q.shape[0], ctx, HK, D).transpose(1, 2).contiguous()
     qq = q.unsqueeze(2)
-    ms = median_ms(lambda: F.scaled_dot_product_attention(qq, k, v, enable_gqa=True))
-    out = F.scaled_dot_product_attention(qq, k, v, enable_gqa=True).squeeze(2)
-    del k, v
-    return ms, out
+    return lambda: F.scaled_dot_product_attention(qq, k, v, enable_gqa=True).squeeze(2)
+
+
+def bench_sdpa(q, k_cache, v_cache, tables, ctx):
+    fn = sdpa_runner(q, k_cache, v_cache, tables, ctx)
+    return median_ms(fn), fn()
 
 
 _FI_FAILED = []  # after one failed build, later shapes report it instead of rebuilding
 
 
-def bench_flashinfer(q, k_cache, v_cache, tables, ctx):
-    """Returns (ms, out, note); ms None when FlashInfer cannot run here."""
+def flashinfer_runner(q, k_cache, v_cache, tables, ctx):
+    """(fn, note): FlashInfer's paged decode over the same cache; fn None when FlashInfer cannot run here."""
     if _FI_FAILED:
-        return None, None, _FI_FAILED[0]
+        return None, _FI_FAILED[0]
     try:
         import flashinfer
     except Exception as e:  # reported, not hidden: the table says why the column is empty
-        return None, None, f"import failed: {e!r}"[:200]
+        return None, f"import failed: {e!r}"[:200]
     batch, pages = tables.shape
     indptr = torch.arange(batch + 1, device="cuda", dtype=torch.int32) * pages
     last = torch.full((batch,), ctx - (pages - 1) * PAGE, device="cuda", dtype=torch.int32)
@@ -86,14 +89,43 @@ def bench_flashinfer(q, k_cache, v_cache, tables, ctx):
             ws = torch.zeros(256 << 20, dtype=torch.uint8, device="cuda")
             w = flashinfer.BatchDecodeWithPagedKVCacheWrapper(ws, "NHD", backend=backend)
             w.plan(indptr, tables.reshape(-1), last, HQ, HK, D, PAGE, q_data_type=DT, kv_data_type=DT)
-            out = w.run(q, (k_cache, v_cache))
-            ms = median_ms(lambda: w.run(q, (k_cache, v_cache)))
-            return ms, out, f"{flashinfer.__version__} backend={backend}"
+            w.run(q, (k_cache, v_cache))
+            return (lambda: w.run(q, (k_cache, v_cache))), f"{flashinfer.__version__} backend={backend}"
         except Exception as e:
             print(f"flashinfer backend={backend} failed:\n{e}", flush=True)  # the whole build log
             notes.append(f"{backend}: {type(e).__name__}: {str(e)[-300:]}")
     _FI_FAILED.append(" | ".join(notes))
-    return None, None, _FI_FAILED[0]
+    return None, _FI_FAILED[0]
+
+
+def bench_flashinfer(q, k_cache, v_cache, tables, ctx):
+    """Returns (ms, out, note); ms None when FlashInfer cannot run here."""
+    fn, note = flashinfer_runner(q, k_cache, v_cache, tables, ctx)
+    if fn is None:
+        return None, None, note
+    return median_ms(fn), fn(), note
+
+
+@triton.jit
+def _read_kernel(X, Out, n, CHUNK: tl.constexpr, BLOCK: tl.constexpr):
+    """Each program streams CHUNK elements and writes one sum: a pure read at full bandwidth."""
+    start = tl.program_id(0).to(tl.int64) * CHUNK
+    acc = tl.zeros([BLOCK], tl.float32)
+    for i in tl.range(0, CHUNK, BLOCK, num_stages=4):
+        offs = start + i + tl.arange(0, BLOCK)
+        acc += tl.load(X + offs, mask=offs < n, other=0.0).to(tl.float32)
+    tl.store(Out + tl.program_id(0), tl.sum(acc, 0))
+
+
+def read_runner(k_cache, v_cache):
+    """A plain streaming read of both caches (the same bytes paged decode must read): the floor for any kernel."""
+    chunk = 1 << 16
+    outs = [torch.empty(triton.cdiv(c.numel(), chunk), device="cuda", dtype=torch.float32) for c in (k_cache, v_cache)]
+
+    def run():
+        for c, o in zip((k_cache, v_cache), outs):
+            _read_kernel[(o.numel(),)](c, o, c.numel(), CHUNK=chunk, BLOCK=2048, num_warps=8)
+    return run
 
 
 def decode_configs(batch, ctx):
@@ -167,9 +199,10 @@ def median_ms_after(fn, flush, reps=100):
 
 
 def bench_flush_kinds(copy, gen, shapes=((1, 32768), (8, 16384), (64, 4096))):
-    """Decode and a same-size copy timed after two kinds of L2 flush: do_bench's (it writes 256 MB of
-    zeros, so L2 is full of dirty lines that must reach DRAM while the timed kernel runs) and a
-    read-only one (a 256 MB sum: L2 holds clean lines). The gap between them is the write-back."""
+    """Every decode kernel, a plain read of the same bytes and a same-size copy, timed after two kinds of L2
+    flush: do_bench's (it writes 256 MB of zeros, so L2 is full of dirty lines that must reach DRAM while
+    the timed kernel runs) and a read-only one (a 256 MB sum: L2 holds clean lines, as in a model's layer,
+    where the kernels before attention write a few MB). The gap between them is the write-back."""
     scratch = torch.empty(256 << 20, dtype=torch.int8, device="cuda")
     clean = torch.ones(64 << 20, dtype=torch.float32, device="cuda")
     flushes = {"zero_write": lambda: scratch.zero_(), "read_only": lambda: clean.sum()}
@@ -178,23 +211,55 @@ def bench_flush_kinds(copy, gen, shapes=((1, 32768), (8, 16384), (64, 4096))):
         q, k_cache, v_cache, tables, lens = decode_case(batch, ctx, gen)
         scale = D**-0.5
         ref = K.paged_decode_attention_ref(q, k_cache, v_cache, tables, lens, scale)
-        fn = lambda: K.paged_decode_attention(q, k_cache, v_cache, tables, lens, scale)  # noqa: E731
-        err = rel_err(fn(), ref)
+        fi, fi_note = flashinfer_runner(q, k_cache, v_cache, tables, ctx)
+        kernels = {
+            "shoal": lambda: K.paged_decode_attention(q, k_cache, v_cache, tables, lens, scale),
+            "shoal_no_pdl": lambda: K.paged_decode_attention(q, k_cache, v_cache, tables, lens, scale, pdl=False),
+            "flashinfer": fi, "sdpa": sdpa_runner(q, k_cache, v_cache, tables, ctx),
+        }
+        kernels = {name: fn for name, fn in kernels.items() if fn is not None}
+        row = {"flashinfer_note": fi_note, "rel_err": {name: rel_err(fn(), ref) for name, fn in kernels.items()}}
         src = torch.empty(kv_bytes(batch, ctx) // 4, device="cuda", dtype=DT).normal_()
         dst = torch.empty_like(src)
-        row = {"rel_err": err}
+        kernels["read_floor"] = read_runner(k_cache, v_cache)
+        kernels["copy_same_bytes"] = lambda: dst.copy_(src)
         for kind, flush in flushes.items():
-            ms = median_ms_after(fn, flush)
-            cms = median_ms_after(lambda: dst.copy_(src), flush)
-            row[kind] = {"shoal_ms": ms, "shoal_frac_of_copy": kv_bytes(batch, ctx) / (ms * 1e-3) / 1e12 / copy,
-                         "copy_same_bytes_ms": cms}
-            print(f"  {batch}x{ctx} flush={kind:<10} shoal {ms:.4f} ms "
-                  f"({row[kind]['shoal_frac_of_copy']:.3f} of copy)  copy@size {cms:.4f} ms  err {err:.1e}",
-                  flush=True)
+            row[kind] = {}
+            for name, fn in kernels.items():
+                ms = median_ms_after(fn, flush)
+                row[kind][name] = {"ms": ms, "frac_of_copy": kv_bytes(batch, ctx) / (ms * 1e-3) / 1e12 / copy}
+            print(f"  {batch}x{ctx} flush={kind:<10} " + "  ".join(
+                f"{name} {v['ms']:.4f} ms ({v['frac_of_copy']:.3f})" for name, v in row[kind].items()), flush=True)
         rows[f"{batch}x{ctx}"] = row
-        del q, k_cache, v_cache, tables, src, dst
+        del q, k_cache, v_cache, tables, src, dst, kernels
         torch.cuda.empty_cache()
     return rows
+
+
+def sweep_small_batch(copy, gen, batch=1, ctx=32768):
+    """Launch configs of the split decode at the smallest protocol shape, timed after the read-only flush."""
+    clean = torch.ones(64 << 20, dtype=torch.float32, device="cuda")
+    q, k_cache, v_cache, tables, lens = decode_case(batch, ctx, gen)
+    scale = D**-0.5
+    ref = K.paged_decode_attention_ref(q, k_cache, v_cache, tables, lens, scale)
+    results = []
+    for block_n, warps, stages, splits in itertools.product([32, 64], [4, 8], [3, 4], [33, 66, 132]):
+        cfg = dict(block_n=block_n, num_warps=warps, num_stages=stages, num_splits=splits)
+        fn = lambda: K.paged_decode_attention(q, k_cache, v_cache, tables, lens, scale, **cfg)  # noqa: E731
+        try:
+            err = rel_err(fn(), ref)
+        except Exception as e:  # e.g. out of shared memory at deep pipelines of long tiles
+            print(f"  config {cfg} failed: {type(e).__name__}", flush=True)
+            continue
+        if err > 1e-2:
+            print(f"  config {cfg} WRONG (rel err {err:.2e}); skipped", flush=True)
+            continue
+        ms = median_ms_after(fn, lambda: clean.sum(), reps=60)
+        results.append({"ms": ms, "frac_of_copy": kv_bytes(batch, ctx) / (ms * 1e-3) / 1e12 / copy, **cfg})
+    results.sort(key=lambda r: r["ms"])
+    for r in results[:6]:
+        print(f"  {r}", flush=True)
+    return results
 
 
 def rel_err(out, ref):
@@ -293,8 +358,10 @@ def main():
     print(f"copy bandwidth: {copy:.3f} TB/s", flush=True)
     if args.flush_kinds:
         out = {"card": card, "versions": versions(), "copy_TBps": copy, "shapes": bench_flush_kinds(copy, gen),
+               "sweep_1x32768_read_only_flush": sweep_small_batch(copy, gen),
                "command": "PYTHONPATH=src python3 bench/kernels.py --flush-kinds"}
         Path(args.json).with_name("kernels_flush.json").write_text(json.dumps(out, indent=2) + "\n")
+        print_flush_table(out)
         return
     shapes = {}
     for batch, ctx in SHAPES:
@@ -308,6 +375,16 @@ def main():
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(result, indent=2, default=str) + "\n")
     print_table(result)
+
+
+def print_flush_table(r):
+    print(f"\n== paged decode after each L2 flush, ms (fraction of the {r['copy_TBps']:.3f} TB/s copy) on {r['card']}")
+    for shape, row in r["shapes"].items():
+        for kind in ("zero_write", "read_only"):
+            print(f"{shape:>9} {kind:<10} " + "  ".join(f"{name} {v['ms']:.4f} ({v['frac_of_copy']:.2f})"
+                                                       for name, v in row[kind].items()))
+    best = r["sweep_1x32768_read_only_flush"][:1]
+    print(f"best 1x32768 config after the read-only flush: {best}")
 
 
 def print_table(r):
