@@ -175,12 +175,47 @@ def bench_decode_shape(batch, ctx, sweep, copy, gen):
                flashinfer_rel_err=rel_err(fi_out, ref) if fi_out is not None else None)
     sdpa_ms, sdpa_out = bench_sdpa(q, k_cache, v_cache, tables, ctx)
     row.update(sdpa_ms=sdpa_ms, sdpa_rel_err=rel_err(sdpa_out, ref))
-    for name in ("shoal", "flashinfer", "sdpa"):
+    # the same three replayed from CUDA graphs behind the same zero-write flush: device time without launch cost
+    fi_fn, _ = flashinfer_runner(q, k_cache, v_cache, tables, ctx)
+    for name, fn in (("shoal", default), ("flashinfer", fi_fn), ("sdpa", sdpa_runner(q, k_cache, v_cache, tables, ctx))):
+        replay = graphed(fn) if fn is not None else None
+        row[f"{name}_graph_ms"] = median_ms_after(replay, zero_write_flush) if replay is not None else None
+    for name in ("shoal", "flashinfer", "sdpa", "shoal_graph", "flashinfer_graph", "sdpa_graph"):
         ms = row.get(f"{name}_ms")
         row[f"{name}_frac_of_copy"] = None if ms is None else kv_bytes(batch, ctx) / (ms * 1e-3) / 1e12 / copy
     del q, k_cache, v_cache, tables
     torch.cuda.empty_cache()
     return row
+
+
+def graphed(fn):
+    """fn captured in a CUDA graph, as the engine runs decode; None where it cannot be captured. A replay costs the
+    host a few microseconds, so a replay timed behind a flush measures the device alone: an eager call whose Python
+    and launches take longer than the flush leaves the device idle inside the timed interval."""
+    try:
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            fn()  # compiles and allocates outside the capture
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            fn()
+        torch.cuda.synchronize()
+        return graph.replay
+    except Exception as e:  # reported: the column stays empty
+        print(f"  capture failed: {type(e).__name__}: {str(e)[:200]}", flush=True)
+        torch.cuda.synchronize()
+        return None
+
+
+ZERO_WRITE_FLUSH = []  # do_bench's flush: 256 MB of zeros written, L2 left full of dirty lines
+
+
+def zero_write_flush():
+    if not ZERO_WRITE_FLUSH:
+        ZERO_WRITE_FLUSH.append(torch.empty(256 << 20, dtype=torch.int8, device="cuda"))
+    ZERO_WRITE_FLUSH[0].zero_()
 
 
 def median_ms_after(fn, flush, reps=100):
@@ -203,9 +238,8 @@ def bench_flush_kinds(copy, gen, shapes=((1, 32768), (8, 16384), (64, 4096))):
     flush: do_bench's (it writes 256 MB of zeros, so L2 is full of dirty lines that must reach DRAM while
     the timed kernel runs) and a read-only one (a 256 MB sum: L2 holds clean lines, as in a model's layer,
     where the kernels before attention write a few MB). The gap between them is the write-back."""
-    scratch = torch.empty(256 << 20, dtype=torch.int8, device="cuda")
     clean = torch.ones(64 << 20, dtype=torch.float32, device="cuda")
-    flushes = {"zero_write": lambda: scratch.zero_(), "read_only": lambda: clean.sum()}
+    flushes = {"zero_write": zero_write_flush, "read_only": lambda: clean.sum()}
     rows = {}
     for batch, ctx in shapes:
         q, k_cache, v_cache, tables, lens = decode_case(batch, ctx, gen)
@@ -223,13 +257,17 @@ def bench_flush_kinds(copy, gen, shapes=((1, 32768), (8, 16384), (64, 4096))):
         dst = torch.empty_like(src)
         kernels["read_floor"] = read_runner(k_cache, v_cache)
         kernels["copy_same_bytes"] = lambda: dst.copy_(src)
+        replays = {name: graphed(fn) for name, fn in kernels.items()}
         for kind, flush in flushes.items():
-            row[kind] = {}
-            for name, fn in kernels.items():
-                ms = median_ms_after(fn, flush)
-                row[kind][name] = {"ms": ms, "frac_of_copy": kv_bytes(batch, ctx) / (ms * 1e-3) / 1e12 / copy}
-            print(f"  {batch}x{ctx} flush={kind:<10} " + "  ".join(
-                f"{name} {v['ms']:.4f} ms ({v['frac_of_copy']:.3f})" for name, v in row[kind].items()), flush=True)
+            for mode, fns in (("eager", kernels), ("graph", replays)):
+                cell = row[f"{kind}_{mode}"] = {}
+                for name, fn in fns.items():
+                    if fn is None:
+                        continue
+                    ms = median_ms_after(fn, flush)
+                    cell[name] = {"ms": ms, "frac_of_copy": kv_bytes(batch, ctx) / (ms * 1e-3) / 1e12 / copy}
+                print(f"  {batch}x{ctx} flush={kind:<10} {mode:<5} " + "  ".join(
+                    f"{name} {v['ms']:.4f} ms ({v['frac_of_copy']:.3f})" for name, v in cell.items()), flush=True)
         rows[f"{batch}x{ctx}"] = row
         del q, k_cache, v_cache, tables, src, dst, kernels
         torch.cuda.empty_cache()
@@ -237,7 +275,8 @@ def bench_flush_kinds(copy, gen, shapes=((1, 32768), (8, 16384), (64, 4096))):
 
 
 def sweep_small_batch(copy, gen, batch=1, ctx=32768):
-    """Launch configs of the split decode at the smallest protocol shape, timed after the read-only flush."""
+    """Launch configs of the split decode at the smallest protocol shape, replayed from CUDA graphs after the
+    read-only flush."""
     clean = torch.ones(64 << 20, dtype=torch.float32, device="cuda")
     q, k_cache, v_cache, tables, lens = decode_case(batch, ctx, gen)
     scale = D**-0.5
@@ -254,7 +293,10 @@ def sweep_small_batch(copy, gen, batch=1, ctx=32768):
         if err > 1e-2:
             print(f"  config {cfg} WRONG (rel err {err:.2e}); skipped", flush=True)
             continue
-        ms = median_ms_after(fn, lambda: clean.sum(), reps=60)
+        replay = graphed(fn)
+        if replay is None:
+            continue
+        ms = median_ms_after(replay, lambda: clean.sum(), reps=60)
         results.append({"ms": ms, "frac_of_copy": kv_bytes(batch, ctx) / (ms * 1e-3) / 1e12 / copy, **cfg})
     results.sort(key=lambda r: r["ms"])
     for r in results[:6]:
@@ -381,8 +423,9 @@ def print_flush_table(r):
     print(f"\n== paged decode after each L2 flush, ms (fraction of the {r['copy_TBps']:.3f} TB/s copy) on {r['card']}")
     for shape, row in r["shapes"].items():
         for kind in ("zero_write", "read_only"):
-            print(f"{shape:>9} {kind:<10} " + "  ".join(f"{name} {v['ms']:.4f} ({v['frac_of_copy']:.2f})"
-                                                       for name, v in row[kind].items()))
+            for mode in ("eager", "graph"):
+                print(f"{shape:>9} {kind:<10} {mode:<5} " + "  ".join(
+                    f"{name} {v['ms']:.4f} ({v['frac_of_copy']:.2f})" for name, v in row[f"{kind}_{mode}"].items()))
     best = r["sweep_1x32768_read_only_flush"][:1]
     print(f"best 1x32768 config after the read-only flush: {best}")
 
@@ -390,13 +433,16 @@ def print_flush_table(r):
 def print_table(r):
     print(f"\n== paged decode, bf16, {HQ}q/{HK}kv heads, d={D}, page {PAGE}, copy {r['copy_TBps']:.3f} TB/s"
           f" on {r['card']}")
-    print(f"{'shape':>9} {'shoal ms':>9} {'frac':>5} {'best ms':>8} {'FI ms':>8} {'frac':>5} {'SDPA ms':>8} {'frac':>5} {'copy@size':>9}")
+    print(f"{'shape':>9} {'shoal ms':>9} {'frac':>5} {'best ms':>8} {'FI ms':>8} {'frac':>5} {'SDPA ms':>8} {'frac':>5} {'copy@size':>9}"
+          "   graph replays: shoal / FI / SDPA ms (frac)")
     for name, s in r["shapes"].items():
         f = lambda v, spec: "-" if v is None else format(v, spec)  # noqa: E731
         print(f"{name:>9} {f(s['shoal_ms'], '9.4f')} {f(s['shoal_frac_of_copy'], '5.2f')}"
               f" {f(s.get('shoal_best_ms'), '8.4f')} {f(s['flashinfer_ms'], '8.4f')}"
               f" {f(s['flashinfer_frac_of_copy'], '5.2f')} {f(s['sdpa_ms'], '8.4f')} {f(s['sdpa_frac_of_copy'], '5.2f')}"
-              f" {f(s['copy_same_bytes_ms'], '9.4f')}")
+              f" {f(s['copy_same_bytes_ms'], '9.4f')}   " + " / ".join(
+                  f"{f(s[f'{k}_graph_ms'], '.4f')} ({f(s[f'{k}_graph_frac_of_copy'], '.2f')})"
+                  for k in ("shoal", "flashinfer", "sdpa")))
     print("== pointwise at 8192 x 4096 bf16")
     for name, p in r["pointwise_8192x4096"].items():
         print(f"{name:>20} {p['shoal_ms']:.4f} ms  {p['frac_of_copy']:.2f} of copy  (torch eager {p['torch_eager_ms']:.4f} ms)")

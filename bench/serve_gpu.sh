@@ -29,9 +29,10 @@ python3 - "$out" <<'PY'
 import json, statistics, sys
 from pathlib import Path
 med = lambda xs: round(statistics.median(xs), 3)
-print("\n| shape | engine process | out tokens | offline tok/s (1 thread) | offline, 5 cores busy | HTTP tok/s | ratio "
-      "| steps offline / HTTP | ms/step offline / child | child step / send ms | batch full at ms | CPU s parent / engine of wall |")
-print("|---|---|---:|---|---|---|---:|---|---|---|---|---|")
+print("\n| shape | engine process | out tokens | repeats | offline tok/s, default threads / 1 thread / 1 thread + busy cores "
+      "| HTTP tok/s | median ratio | ratio of medians | steps offline / HTTP | ms/step offline / child "
+      "| device wait ms/step offline / child | child send ms | CPU s parent / engine of wall |")
+print("|---|---|---:|---:|---|---|---:|---:|---|---|---|---|---|")
 for path in sorted(Path(sys.argv[1]).glob("serve_overhead_gpu_*.json")):
     r = json.loads(path.read_text())
     c, runs = r["config"], r["runs"]
@@ -39,13 +40,15 @@ for path in sorted(Path(sys.argv[1]).glob("serve_overhead_gpu_*.json")):
     for run in runs:
         assert run["http_failed"] == 0 and run["http_tokens"] == expected, (path.name, run)
     ec = [run["engine_child"] for run in runs]
-    print(f"| {c['shape'] if c['shape'] != 'None' else 'smollm2'} | {c['serve_args'].split()[-1]} | {c['output_tokens']} "
-          f"| {med([x['offline_thread_1cpu_tok_s'] for x in runs])} | {med([x.get('offline_1cpu_contended_tok_s', 0) for x in runs])} "
-          f"| {med([x['http_tok_s'] for x in runs])} | {r['median_ratio']} "
-          f"| {med([x['offline_1cpu_steps'][0] for x in runs])} / {med([e['steps'] for e in ec])} "
-          f"| {med([x['offline_1cpu_steps'][1] for x in runs])} / {med([e['ms_per_iteration'] for e in ec])} "
-          f"| {med([e['step_ms'] for e in ec])} / {med([e['send_ms'] for e in ec])} "
-          f"| {med([e['full_batch_ms'] or -1 for e in ec])} "
+    one = [run["offline_steps"][1] for run in runs]  # the one-thread offline run, as the child steps
+    shape = c["shape"] if c["shape"] != "None" else "smollm2"
+    print(f"| {shape} | {c['serve_args'].split()[-1]} | {c['output_tokens']} | {len(runs)} "
+          f"| {med([x['offline_thread_tok_s'] for x in runs])} / {med([x['offline_thread_1cpu_tok_s'] for x in runs])} / "
+          f"{med([x.get('offline_1cpu_contended_tok_s', 0) for x in runs])} "
+          f"| {med([x['http_tok_s'] for x in runs])} | {r['median_ratio']} | {r['ratio_of_medians']} "
+          f"| {med([o[0] for o in one])} / {med([e['steps'] for e in ec])} "
+          f"| {med([o[1] for o in one])} / {med([e['ms_per_iteration'] for e in ec])} "
+          f"| {med([o[2] for o in one])} / {med([e['device_wait_ms'] for e in ec])} | {med([e['send_ms'] for e in ec])} "
           f"| {med([x['server_cpu_s']['parent'] for x in runs])} / {med([x['server_cpu_s']['engine'] for x in runs])} "
           f"of {med([x['http_wall_s'] for x in runs])} |")
 PY

@@ -152,12 +152,12 @@ def offline_tok_s(llm, prompts, params, in_thread: bool, steps: list | None = No
     box = {}
 
     def run() -> None:
-        start, before = time.perf_counter(), llm.engine.steps_total
+        start, before, waited = time.perf_counter(), llm.engine.steps_total, llm.engine.device_wait_seconds_total
         outputs = llm.generate(prompts, params)
         wall = time.perf_counter() - start
         box["tok_s"] = sum(len(o.token_ids) for o in outputs) / wall
         if steps is not None:
-            steps.append((llm.engine.steps_total - before, wall))
+            steps.append((llm.engine.steps_total - before, wall, llm.engine.device_wait_seconds_total - waited))
 
     if in_thread:
         worker = threading.Thread(target=run)
@@ -195,7 +195,8 @@ def trace_summary(rows: list[dict], start: float, full: int) -> dict:
     return {
         "steps": len(rows),
         "ms_per_iteration": round(1000 * (rows[-1]["wall_start"] - rows[0]["wall_start"]) / max(len(rows) - 1, 1), 4),
-        "commands_ms": mean_ms("commands_s"), "step_ms": mean_ms("step_s"), "send_ms": mean_ms("send_s"),
+        "idle_ms": mean_ms("idle_s"), "commands_ms": mean_ms("commands_s"), "step_ms": mean_ms("step_s"),
+        "device_wait_ms": mean_ms("device_wait_s"), "send_ms": mean_ms("send_s"),
         "step_ms_p50": round(1000 * statistics.median(r["step_s"] for r in rows), 4),
         "steps_at_full_batch": sum(r["num_running"] >= full for r in rows),
         "first_step_ms": round(1000 * (rows[0]["wall_start"] - start), 1),
@@ -279,36 +280,47 @@ def main() -> int:
             http_load(server.url, model, prompts, args.output_tokens, args.client_procs)
         server_pids = server_processes(server.proc.pid)
         for repeat in range(args.repeats):
-            offline_main = None if args.skip_offline_main else offline_tok_s(llm, prompts, params, in_thread=False)
-            offline_thread = offline_tok_s(llm, prompts, params, in_thread=True)
-            # the server's engine child on CUDA steps with one torch CPU thread; offline gets that setting too
-            threads = torch.get_num_threads()
-            torch.set_num_threads(1)
-            offline_steps: list = []
-            offline_one = offline_tok_s(llm, prompts, params, in_thread=True, steps=offline_steps)
-            offline_busy = args.contend and contended(
-                lambda: offline_tok_s(llm, prompts, params, in_thread=True), args.contend)
-            torch.set_num_threads(threads)
-            cpu_before = {role: cpu_seconds(pid) for role, pid in server_pids.items()}
-            start, end, http_tokens, failed, chunks, times = http_load(server.url, model, prompts,
-                                                                       args.output_tokens, args.client_procs)
-            cpu = {role: round(cpu_seconds(pid) - cpu_before[role], 3) for role, pid in server_pids.items()}
-            windows.append((start, end))
-            run = {
-                "offline_tok_s": offline_main and round(offline_main, 1), "offline_thread_tok_s": round(offline_thread, 1),
-                "offline_thread_1cpu_tok_s": round(offline_one, 1),
-                "http_tok_s": round(http_tokens / (end - start), 1), "http_tokens": http_tokens, "http_failed": failed,
-                # above 1 when the server coalesced outputs that came while a stream was busy
-                "tokens_per_chunk": round(http_tokens / max(chunks, 1), 2),
-                # (steps, ms per step) of the one-thread offline run
-                "offline_1cpu_steps": [offline_steps[0][0], round(1000 * offline_steps[0][1] / offline_steps[0][0], 3)],
-                # CPU seconds of the server's processes (HTTP parent, engine child) over the HTTP run, and its wall
-                "server_cpu_s": cpu, "http_wall_s": round(end - start, 3), "http_times": spread(times, start),
-            }
-            if args.contend:
-                run["offline_1cpu_contended_tok_s"] = round(offline_busy, 1)
-            # against the faster offline run: the engine's step loop runs faster off the main thread on some CPUs
-            run["ratio"] = round(run["http_tok_s"] / max(offline_main or 0.0, offline_thread, offline_one), 3)
+            def offline() -> dict:
+                main = None if args.skip_offline_main else offline_tok_s(llm, prompts, params, in_thread=False)
+                steps: list = []
+                thread = offline_tok_s(llm, prompts, params, in_thread=True, steps=steps)
+                # the server's engine child on CUDA steps with one torch CPU thread; offline gets that setting too
+                threads = torch.get_num_threads()
+                torch.set_num_threads(1)
+                one = offline_tok_s(llm, prompts, params, in_thread=True, steps=steps)
+                busy = args.contend and contended(lambda: offline_tok_s(llm, prompts, params, in_thread=True),
+                                                  args.contend)
+                torch.set_num_threads(threads)
+                got = {"offline_tok_s": main and round(main, 1), "offline_thread_tok_s": round(thread, 1),
+                       "offline_thread_1cpu_tok_s": round(one, 1),
+                       # (steps, ms per step, ms per step waiting for the device) of the two offline runs
+                       "offline_steps": [[n, round(1000 * wall / n, 3), round(1000 * wait / n, 3)]
+                                         for n, wall, wait in steps]}
+                if args.contend:
+                    got["offline_1cpu_contended_tok_s"] = round(busy, 1)
+                return got
+
+            def online() -> dict:
+                cpu_before = {role: cpu_seconds(pid) for role, pid in server_pids.items()}
+                start, end, tokens, failed, chunks, times = http_load(server.url, model, prompts,
+                                                                      args.output_tokens, args.client_procs)
+                windows.append((start, end))
+                return {
+                    "http_tok_s": round(tokens / (end - start), 1), "http_tokens": tokens, "http_failed": failed,
+                    # above 1 when the server coalesced outputs that came while a stream was busy
+                    "tokens_per_chunk": round(tokens / max(chunks, 1), 2),
+                    # CPU seconds of the server's processes (HTTP parent, engine child) over the HTTP run, its wall
+                    "server_cpu_s": {role: round(cpu_seconds(pid) - cpu_before[role], 3)
+                                     for role, pid in server_pids.items()},
+                    "http_wall_s": round(end - start, 3), "http_times": spread(times, start),
+                }
+
+            # alternate which side goes first, so that a drift of the machine's speed favours neither
+            run = offline() | online() if repeat % 2 == 0 else online() | offline()
+            # against the fastest offline run of the repeat: the engine's step loop runs faster off the main thread
+            # on some CPUs
+            run["ratio"] = round(run["http_tok_s"] / max(run["offline_tok_s"] or 0.0, run["offline_thread_tok_s"],
+                                                         run["offline_thread_1cpu_tok_s"]), 3)
             runs.append(run)
             print(f"repeat {repeat}: {json.dumps(run)}", flush=True)
     if args.trace_dir is not None:
@@ -327,6 +339,10 @@ def main() -> int:
                     "gpu": torch.cuda.get_device_name() if args.device.startswith("cuda") else None},
         "runs": runs,
         "median_ratio": round(statistics.median(r["ratio"] for r in runs), 3),
+        # the medians' ratio, against the faster offline variant's median (robust to one slow or fast repeat)
+        "ratio_of_medians": round(statistics.median(r["http_tok_s"] for r in runs) / max(
+            statistics.median((r[key] or 0.0) for r in runs)
+            for key in ("offline_tok_s", "offline_thread_tok_s", "offline_thread_1cpu_tok_s")), 3),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1))

@@ -27,6 +27,7 @@ async def test_the_engine_child_writes_one_row_per_step_when_asked(tiny_model_di
     # a prefill step, then decodes: every step that ran the one request is there, with time spent stepping
     assert len(rows) >= 6
     assert all(r["num_running"] == 1 and r["step_s"] > 0 and r["send_s"] >= 0 for r in rows[:5])
+    assert all(0 <= r["device_wait_s"] <= r["step_s"] and r["idle_s"] >= 0 for r in rows)
     # the prompt's 3 tokens computed in the first step, plus its first token read back (on CPU, in the same step)
     assert rows[0]["num_tokens"] == 4 and all(r["num_tokens"] == 1 for r in rows[1:5])
     assert [r["wall_start"] for r in rows] == sorted(r["wall_start"] for r in rows)
@@ -49,12 +50,13 @@ def test_the_benchmark_summarises_one_run_of_the_trace():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     start = 100.0
-    rows = [{"wall_start": start + 0.010 + 0.002 * i, "commands_s": 0.0001, "step_s": 0.0015, "send_s": 0.0002,
-             "num_running": min(64, 16 * (i + 1)), "num_tokens": 64} for i in range(11)]
+    rows = [{"wall_start": start + 0.010 + 0.002 * i, "idle_s": 0.0, "commands_s": 0.0001, "step_s": 0.0015,
+             "device_wait_s": 0.0005, "send_s": 0.0002, "num_running": min(64, 16 * (i + 1)), "num_tokens": 64}
+            for i in range(11)]
     got = module.trace_summary(rows, start, full=64)
     assert got["steps"] == 11
     assert abs(got["ms_per_iteration"] - 2.0) < 1e-6
-    assert got["step_ms"] == 1.5 and got["send_ms"] == 0.2
+    assert got["step_ms"] == 1.5 and got["send_ms"] == 0.2 and got["device_wait_ms"] == 0.5
     assert got["steps_at_full_batch"] == 8  # from the 4th step on
     assert got["first_step_ms"] == 10.0 and got["full_batch_ms"] == 16.0
     assert module.trace_summary([], start, full=64) == {"steps": 0}

@@ -58,6 +58,8 @@ class LLMEngine:
         self.last_step_time: float | None = None
         self.last_step_stats = StepStats(0, 0, 0, 0, 0.0)
         self.steps_total = 0
+        self.device_wait_seconds_total = 0.0  # host time spent waiting for sampled tokens (diagnostics)
+        self._device_wait = 0.0
         self._in_flight: _Launched | None = None  # asynchronous scheduling: the step not yet read back
 
     # -- requests ------------------------------------------------------------------
@@ -148,6 +150,7 @@ class LLMEngine:
             done, self._in_flight = self._in_flight, launched
         else:
             done = launched
+        self._device_wait = 0.0
         outputs, num_generated = self._resolve(done, stream, emit) if done is not None else ([], 0)
         if launched is not None or done is not None:
             now = time.monotonic()
@@ -158,6 +161,7 @@ class LLMEngine:
                 num_running=len(self.scheduler.running),
                 num_waiting=len(self.scheduler.waiting),
                 step_seconds=now - t0,
+                device_wait_seconds=self._device_wait,
             )
         return outputs
 
@@ -205,8 +209,11 @@ class LLMEngine:
 
     def _resolve(self, done: _Launched, stream: bool, emit: Callable[[Sequence, int], object]
                  ) -> tuple[list, int]:
+        wait_from = time.monotonic()
         tokens = done.tokens.tolist()
         now = time.monotonic()
+        self._device_wait = now - wait_from
+        self.device_wait_seconds_total += self._device_wait
         live = [(seq, idx, tok) for (seq, idx), tok in zip(done.sampled, tokens) if seq.status is not Status.FINISHED]
         for seq, idx, token in live:  # first every token, so that the commits below hash real ids
             seq.output_token_ids[idx] = token

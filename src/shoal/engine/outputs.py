@@ -55,3 +55,4 @@ class StepStats:
     num_running: int
     num_waiting: int
     step_seconds: float
+    device_wait_seconds: float = 0.0  # of step_seconds, waiting for the device's sampled tokens (GPU-bound when high)

@@ -260,6 +260,8 @@ def _step_loop(model_dir: str, kwargs: dict, commands, out_fd: int) -> None:
             if trace is not None:
                 wall, t0 = time.time(), time.perf_counter()
             batch = [commands.recv()] if not engine.has_unfinished() else []  # idle: block for work
+            if trace is not None:
+                t_work = time.perf_counter()
             while commands.poll():
                 batch.append(commands.recv())
             results, errors, num_added = [], [], 0
@@ -294,8 +296,8 @@ def _step_loop(model_dir: str, kwargs: dict, commands, out_fd: int) -> None:
             write_message(out_fd, ("step", results, errors, step_stats, engine.stats(),
                                        num_added))
             if trace is not None and step_stats is not None:
-                trace.record(wall, t0, t1, t2, time.perf_counter(), step_stats.num_running,
-                             step_stats.num_prompt_tokens + step_stats.num_generation_tokens)
+                trace.record(wall, (t0, t_work, t1, t2, time.perf_counter()), step_stats.device_wait_seconds,
+                             step_stats.num_running, step_stats.num_prompt_tokens + step_stats.num_generation_tokens)
     except BaseException:
         write_message(out_fd, ("failed", traceback.format_exc()))
 
