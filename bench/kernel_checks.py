@@ -58,7 +58,7 @@ def check_decode(gen):
             out = nan_like(q)
             K.paged_decode_attention(q, k_cache, v_cache, tables, lens, d**-0.5, num_splits=splits, out=out)
             check(f"decode hq={hq} hk={hk} d={d} splits={splits}", rel_err(out, ref))
-        # as the engine runs it: captured in a CUDA graph (the split merge is a programmatic dependent launch)
+        # as the engine runs it: captured in a CUDA graph
         out = nan_like(q)
         K.paged_decode_attention(q, k_cache, v_cache, tables, lens, d**-0.5, num_splits=37, out=out)  # compiled
         graph = torch.cuda.CUDAGraph()

@@ -248,7 +248,6 @@ def bench_flush_kinds(copy, gen, shapes=((1, 32768), (8, 16384), (64, 4096))):
         fi, fi_note = flashinfer_runner(q, k_cache, v_cache, tables, ctx)
         kernels = {
             "shoal": lambda: K.paged_decode_attention(q, k_cache, v_cache, tables, lens, scale),
-            "shoal_no_pdl": lambda: K.paged_decode_attention(q, k_cache, v_cache, tables, lens, scale, pdl=False),
             "flashinfer": fi, "sdpa": sdpa_runner(q, k_cache, v_cache, tables, ctx),
         }
         kernels = {name: fn for name, fn in kernels.items() if fn is not None}

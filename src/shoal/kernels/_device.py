@@ -21,15 +21,3 @@ def num_sms(device: torch.device) -> int:
 
 def next_pow2(n: int) -> int:
     return 1 << max(0, (int(n) - 1).bit_length())
-
-
-@functools.lru_cache(maxsize=8)
-def _capability_of(index: int) -> tuple[int, int]:
-    return torch.cuda.get_device_capability(index)
-
-
-def supports_pdl(device: torch.device) -> bool:
-    """Programmatic dependent launch (a kernel starts while the one before it finishes): Hopper (sm90) and later."""
-    if device.type != "cuda":
-        return False
-    return _capability_of(device.index if device.index is not None else torch.cuda.current_device())[0] >= 9

@@ -3,10 +3,7 @@
 Each program owns one (sequence, KV head, split): it reads that head's K/V once for all the
 query heads of its GQA group, so the cache is read exactly once in total. When batch x KV heads
 is too small to fill the GPU, each sequence's context is split evenly across programs (split-KV)
-and a second small kernel merges the partial results by their log-sum-exp. On Hopper the merge is
-launched as a programmatic dependent launch: its programs are scheduled while the split kernel's
-last ones still run and wait on the device (griddepcontrol) instead of behind a kernel boundary,
-which matters at batch 1, where the whole attention takes ~50 us.
+and a second small kernel merges the partial results by their log-sum-exp.
 
 The split count depends only on host-known shapes (batch, block-table width), never on the
 lengths, so the launch is the same for every step and can be captured in a CUDA graph.
@@ -18,7 +15,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._device import next_pow2, num_sms, supports_pdl
+from ._device import next_pow2, num_sms
 
 LOG2E = 1.4426950408889634
 
@@ -40,14 +37,12 @@ def _decode_kernel(
     stride_bt,
     stride_ob, stride_oh,
     GROUP: tl.constexpr, GROUP_PAD: tl.constexpr, HEAD_DIM: tl.constexpr, PAGE: tl.constexpr,
-    BLOCK_N: tl.constexpr, DIRECT: tl.constexpr, PRECISION: tl.constexpr, PDL: tl.constexpr,
+    BLOCK_N: tl.constexpr, DIRECT: tl.constexpr, PRECISION: tl.constexpr,
 ):
     b = tl.program_id(0)
     kvh = tl.program_id(1)
     split = tl.program_id(2)
     num_q_heads = tl.num_programs(1) * GROUP
-    if PDL:  # the merge may be scheduled now; it waits for this grid's writes before it reads them
-        tl.extra.cuda.gdc_launch_dependents()
 
     seq_len = tl.load(Lens + b)
     # Splits are whole tiles so that only the last tile of a sequence is ragged.
@@ -99,7 +94,7 @@ def _decode_kernel(
 @triton.jit(do_not_specialize=["num_splits"])
 def _merge_kernel(
     PartOut, PartLse, Out, stride_ob, stride_oh, num_splits,
-    SPLITS_PAD: tl.constexpr, HEAD_DIM: tl.constexpr, PDL: tl.constexpr,
+    SPLITS_PAD: tl.constexpr, HEAD_DIM: tl.constexpr,
 ):
     b = tl.program_id(0)
     h = tl.program_id(1)
@@ -108,8 +103,6 @@ def _merge_kernel(
     offs_d = tl.arange(0, HEAD_DIM)
     mask_s = offs_s < num_splits
     rows = (b * num_q_heads + h) * num_splits + offs_s
-    if PDL:  # launched early (programmatic dependent launch): wait until the split kernel's writes are visible
-        tl.extra.cuda.gdc_wait()
     lse = tl.load(PartLse + rows, mask=mask_s, other=float("-inf"))
     m = tl.max(lse, 0)
     m = tl.where(m == float("-inf"), 0.0, m)  # an empty sequence: all weights are zero
@@ -141,11 +134,10 @@ SPLIT_CONFIG = dict(block_n=32, num_warps=4, num_stages=3)
 
 def paged_decode_attention(q, k_cache, v_cache, block_tables, context_lens, scale, *,
                            num_splits=None, block_n=None, num_warps=None, num_stages=None,
-                           waves=4.0, out=None, pdl=None):
+                           waves=4.0, out=None):
     """q [B,Hq,D]; k_cache/v_cache [num_blocks, page, Hk, D]; block_tables [B,M] int32;
     context_lens [B] int32 (may be 0 for padded rows: their output is 0). Returns [B,Hq,D]
-    (written into `out` when given). pdl: launch the merge as a programmatic dependent launch
-    (default: where the device supports it)."""
+    (written into `out` when given)."""
     batch, num_q_heads, head_dim = q.shape
     _, page, num_kv_heads, _ = k_cache.shape
     if num_q_heads % num_kv_heads:
@@ -168,8 +160,6 @@ def paged_decode_attention(q, k_cache, v_cache, block_tables, context_lens, scal
     num_warps = num_warps or tuned["num_warps"]
     num_stages = num_stages or tuned["num_stages"]
     block_n = max(16, min(block_n, next_pow2(block_tables.shape[1] * page)))
-    pdl = supports_pdl(q.device) if pdl is None else pdl
-    pdl = pdl and num_splits > 1
     if num_splits > 1:
         part_out = torch.empty(batch * num_q_heads * num_splits, head_dim, device=q.device,
                                dtype=torch.float32)
@@ -185,14 +175,14 @@ def paged_decode_attention(q, k_cache, v_cache, block_tables, context_lens, scal
         block_tables.stride(0),
         out.stride(0), out.stride(1),
         GROUP=group, GROUP_PAD=max(16, next_pow2(group)), HEAD_DIM=head_dim, PAGE=page,
-        BLOCK_N=block_n, DIRECT=num_splits == 1, PRECISION=dot_precision(q.dtype), PDL=pdl,
+        BLOCK_N=block_n, DIRECT=num_splits == 1, PRECISION=dot_precision(q.dtype),
         num_warps=num_warps, num_stages=num_stages,
     )
     if num_splits > 1:
         _merge_kernel[(batch, num_q_heads)](
             part_out, part_lse, out, out.stride(0), out.stride(1), num_splits,
-            SPLITS_PAD=next_pow2(num_splits), HEAD_DIM=head_dim, PDL=pdl,
-            num_warps=4, **({"launch_pdl": True} if pdl else {}),
+            SPLITS_PAD=next_pow2(num_splits), HEAD_DIM=head_dim,
+            num_warps=4,
         )
     return out
 
