@@ -3,10 +3,12 @@
 # machine (python3 there has torch + triton; the server's pure-Python deps travel as wheels in .carry/wheels and
 # SmolLM2's config + tokenizer in .carry/smollm2; weights are random: speed does not depend on their values).
 #   run (carry [".carry"]):  [SHAPES="smollm2 qwen3-0.6b"] [LAYOUTS=true] [OUTPUTS="256 1024"] [REPEATS=3]
-#                            [CONTEND=5] bash bench/serve_gpu.sh
+#                            [CONTEND=5] [PIN=2] [PROFILE=1] [TRACE_ROOT=/tmp] bash bench/serve_gpu.sh
 # SHAPES: smollm2 (the carried folder's own shape) or a model shape of bench/engine_throughput.py served with
 # SmolLM2's tokenizer. LAYOUTS are values of `shoal serve --engine-process`. Each run also traces the engine child's
-# loop and times offline while CONTEND processes keep a core busy each (what the server and clients take). Checks
+# loop and times offline while CONTEND processes keep a core busy each (what the server and clients take); PIN=N
+# runs the server and the offline engine on cores [0, N) and the clients on the rest; PROFILE=1 also writes a
+# cProfile of one offline run. Checks
 # first (every stream ended with usage and [DONE], tokens = 64 x output), then prints a table last.
 set -euo pipefail
 python3 -m pip install --quiet --no-deps --no-index .carry/wheels/*.whl
@@ -20,7 +22,8 @@ for shape in ${SHAPES:-smollm2}; do
       PYTHONPATH=src python3 bench/serve_overhead.py --model-dir .carry/smollm2 --load-format dummy $shape_flag \
         --device cuda --dtype bfloat16 --prompt-tokens 128 --output-tokens "$n" --repeats "${REPEATS:-3}" \
         --warmup-runs 1 --client-procs 4 --skip-offline-main --serve-args "--engine-process $layout" \
-        --contend "${CONTEND:-5}" --trace-dir "$out/trace_$name" \
+        --contend "${CONTEND:-5}" --trace-dir "${TRACE_ROOT:-$out}/trace_$name" --pin-server-cores "${PIN:-0}" \
+        $([ -z "${PROFILE:-}" ] || echo "--profile-offline $out/profile_$name.txt") \
         --out "$out/serve_overhead_gpu_$name.json" > "$out/log_$name.txt" 2>&1
     done
   done

@@ -86,7 +86,19 @@ async def http_run(url: str, model: str, prompts: list[list[int]], output_tokens
             times)
 
 
-def _client_process(url: str, model: str, prompts: list[list[int]], output_tokens: int, start_at: float):
+CLIENT_CORES: set[int] = set()  # where client processes run when the server is pinned (--pin-server-cores)
+
+
+def pin(pid: int, cores: set[int]) -> None:
+    """Every thread of process `pid` onto `cores` (Linux affinity is per thread)."""
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        os.sched_setaffinity(int(tid), cores)
+
+
+def _client_process(url: str, model: str, prompts: list[list[int]], output_tokens: int, start_at: float,
+                    cores: set[int]):
+    if cores:
+        os.sched_setaffinity(0, cores)
     return asyncio.run(http_run(url, model, prompts, output_tokens, start_at))
 
 
@@ -98,7 +110,7 @@ def http_load(url: str, model: str, prompts: list[list[int]], output_tokens: int
         return asyncio.run(http_run(url, model, prompts, output_tokens))
     start_at = time.time() + 5.0  # after the workers have spawned and imported
     with multiprocessing.get_context("spawn").Pool(procs) as pool:
-        parts = pool.starmap(_client_process, [(url, model, prompts[i::procs], output_tokens, start_at)
+        parts = pool.starmap(_client_process, [(url, model, prompts[i::procs], output_tokens, start_at, CLIENT_CORES)
                                                for i in range(procs)])
     return (min(p[0] for p in parts), max(p[1] for p in parts), *(sum(p[i] for p in parts) for i in (2, 3, 4)),
             [t for p in parts for t in p[5]])
@@ -128,6 +140,8 @@ def server_processes(pid: int) -> dict[str, int]:
 
 
 def spin(stop_at: float) -> None:
+    if CLIENT_CORES:
+        os.sched_setaffinity(0, CLIENT_CORES)
     while time.time() < stop_at:
         pass
 
@@ -232,6 +246,11 @@ def main() -> int:
     parser.add_argument("--trace-dir", type=Path, default=None,
                         help="record the engine child's loop (SHOAL_ENGINE_TRACE) and summarise it per HTTP run: "
                              "steps, time per step and its parts, how long the batch took to fill")
+    parser.add_argument("--pin-server-cores", type=int, default=0,
+                        help="run the server's processes and the offline engine on cores [0, N) and the client "
+                             "processes on the others, as when clients are other machines (0: no pinning)")
+    parser.add_argument("--profile-offline", type=Path, default=None,
+                        help="after the repeats, profile one offline run (cProfile) and write the top functions here")
     parser.add_argument("--shape", default=None,
                         help="serve a model shape of bench/engine_throughput.py (e.g. qwen3-0.6b) with random weights "
                              "and --model-dir's tokenizer and vocabulary, instead of --model-dir's own model")
@@ -279,6 +298,12 @@ def main() -> int:
             offline_tok_s(llm, prompts, params, in_thread=True)
             http_load(server.url, model, prompts, args.output_tokens, args.client_procs)
         server_pids = server_processes(server.proc.pid)
+        if args.pin_server_cores:
+            server_cores = set(range(args.pin_server_cores))
+            CLIENT_CORES.update(set(range(os.cpu_count())) - server_cores)
+            for pid in server_pids.values():
+                pin(pid, server_cores)
+            pin(os.getpid(), server_cores)  # the offline engine steps in this process
         for repeat in range(args.repeats):
             def offline() -> dict:
                 main = None if args.skip_offline_main else offline_tok_s(llm, prompts, params, in_thread=False)
@@ -323,6 +348,22 @@ def main() -> int:
                                                          run["offline_thread_1cpu_tok_s"]), 3)
             runs.append(run)
             print(f"repeat {repeat}: {json.dumps(run)}", flush=True)
+    if args.profile_offline is not None:
+        import cProfile
+        import io
+        import pstats
+
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        profile = cProfile.Profile()
+        profile.enable()
+        llm.generate(prompts, params)
+        profile.disable()
+        torch.set_num_threads(threads)
+        text = io.StringIO()
+        pstats.Stats(profile, stream=text).sort_stats("tottime").print_stats(30)
+        pstats.Stats(profile, stream=text).sort_stats("cumtime").print_stats(30)
+        args.profile_offline.write_text(text.getvalue())
     if args.trace_dir is not None:
         from shoal.engine.server.step_trace import load
 
