@@ -17,7 +17,7 @@ for shape in ${SHAPES:-smollm2}; do
   shape_flag=$([ "$shape" = smollm2 ] || echo "--shape $shape")
   for layout in ${LAYOUTS:-true}; do
     for n in ${OUTPUTS:-256}; do
-      name="${shape}_proc-${layout}_out-$n"
+      name="${shape}_proc-${layout}_out-${n}_pin-${PIN:-0}"
       # shellcheck disable=SC2086
       PYTHONPATH=src python3 bench/serve_overhead.py --model-dir .carry/smollm2 --load-format dummy $shape_flag \
         --device cuda --dtype bfloat16 --prompt-tokens 128 --output-tokens "$n" --repeats "${REPEATS:-3}" \
@@ -32,10 +32,10 @@ python3 - "$out" <<'PY'
 import json, statistics, sys
 from pathlib import Path
 med = lambda xs: round(statistics.median(xs), 3)
-print("\n| shape | engine process | out tokens | repeats | offline tok/s, default threads / 1 thread / 1 thread + busy cores "
+print("\n| shape | engine process | out tokens | server cores (0: not pinned) | repeats | offline tok/s, default threads / 1 thread / 1 thread + busy cores "
       "| HTTP tok/s | median ratio | ratio of medians | steps offline / HTTP | ms/step offline / child "
       "| device wait ms/step offline / child | child send ms | CPU s parent / engine of wall |")
-print("|---|---|---:|---:|---|---|---:|---:|---|---|---|---|---|")
+print("|---|---|---:|---:|---:|---|---|---:|---:|---|---|---|---|---|")
 for path in sorted(Path(sys.argv[1]).glob("serve_overhead_gpu_*.json")):
     r = json.loads(path.read_text())
     c, runs = r["config"], r["runs"]
@@ -45,7 +45,7 @@ for path in sorted(Path(sys.argv[1]).glob("serve_overhead_gpu_*.json")):
     ec = [run["engine_child"] for run in runs]
     one = [run["offline_steps"][1] for run in runs]  # the one-thread offline run, as the child steps
     shape = c["shape"] if c["shape"] != "None" else "smollm2"
-    print(f"| {shape} | {c['serve_args'].split()[-1]} | {c['output_tokens']} | {len(runs)} "
+    print(f"| {shape} | {c['serve_args'].split()[-1]} | {c['output_tokens']} | {c['pin_server_cores']} | {len(runs)} "
           f"| {med([x['offline_thread_tok_s'] for x in runs])} / {med([x['offline_thread_1cpu_tok_s'] for x in runs])} / "
           f"{med([x.get('offline_1cpu_contended_tok_s', 0) for x in runs])} "
           f"| {med([x['http_tok_s'] for x in runs])} | {r['median_ratio']} | {r['ratio_of_medians']} "

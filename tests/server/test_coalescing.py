@@ -19,6 +19,26 @@ from shoal.engine.server.engine_pipe import split_messages, write_message
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def test_the_engine_pipe_holds_many_steps_without_a_reader():
+    import os
+
+    from shoal.engine.server.engine_pipe import PIPE_BYTES, enlarge
+
+    read_fd, write_fd = os.pipe()
+    try:
+        size = enlarge(write_fd)
+        max_size = int(open("/proc/sys/fs/pipe-max-size").read())
+        assert size >= min(PIPE_BYTES, max_size) > 65536
+        os.set_blocking(write_fd, False)  # a write that would block raises instead of hanging the test
+        step = ("step", [(f"r{i}", [1], "a", False, None, (0.0, None, None, None)) for i in range(64)], [], None,
+                (64, 0, 0.1, 0, 0, 0, 0, 0, None, 1), 0)
+        for _ in range(size // 4096 - 1):  # ~3 KB a step of 64 requests: a couple of hundred steps fit
+            write_message(write_fd, step)
+    finally:
+        os.close(read_fd)
+        os.close(write_fd)
+
+
 def test_split_messages_keeps_a_partial_message_for_the_next_read():
     import os
     import threading

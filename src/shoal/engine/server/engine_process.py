@@ -21,7 +21,7 @@ from pathlib import Path
 
 from shoal.engine.outputs import EngineStats, RequestMetrics, RequestOutput, RuntimeLimits, StepStats
 from shoal.engine.sampling_params import SamplingParams
-from shoal.engine.server.engine_pipe import MessageReader, write_message
+from shoal.engine.server.engine_pipe import MessageReader, enlarge, write_message
 from shoal.engine.server.step_trace import StepTrace
 
 log = logging.getLogger(__name__)
@@ -167,9 +167,10 @@ class EngineProcess:
         for stream in self._streams.values():
             stream.deliver(RuntimeError(f"the engine process failed: {reason}"))
 
-    def _on_step(self, outputs: list, errors: list, step_stats: StepStats | None, stats: EngineStats,
+    def _on_step(self, outputs: list, errors: list, step_stats: tuple | None, stats: tuple,
                  num_added: int) -> None:
-        self._stats = stats
+        self._stats = EngineStats(*stats)
+        step_stats = step_stats and StepStats(*step_stats)
         self._pending_adds -= num_added
         streams = self._streams
         for compact in outputs:
@@ -241,6 +242,8 @@ def _step_loop(model_dir: str, kwargs: dict, commands, out_fd: int) -> None:
     from shoal.engine.config import EngineConfig
     from shoal.engine.llm_engine import LLMEngine
 
+    enlarge(out_fd)
+
     try:
         engine = LLMEngine(EngineConfig(model_dir=model_dir, **kwargs))
     except BaseException:
@@ -293,13 +296,18 @@ def _step_loop(model_dir: str, kwargs: dict, commands, out_fd: int) -> None:
                 step_stats = engine.last_step_stats
             if trace is not None:
                 t2 = time.perf_counter()
-            write_message(out_fd, ("step", results, errors, step_stats, engine.stats(),
-                                       num_added))
+            # statistics as plain tuples: pickling two dataclasses cost more than the step's 64 outputs together
+            write_message(out_fd, ("step", results, errors, step_stats and _fields(step_stats),
+                                   _fields(engine.stats()), num_added))
             if trace is not None and step_stats is not None:
                 trace.record(wall, (t0, t_work, t1, t2, time.perf_counter()), step_stats.device_wait_seconds,
                              step_stats.num_running, step_stats.num_prompt_tokens + step_stats.num_generation_tokens)
     except BaseException:
         write_message(out_fd, ("failed", traceback.format_exc()))
+
+
+def _fields(stats: EngineStats | StepStats) -> tuple:
+    return tuple(vars(stats).values())  # in field order; the parent rebuilds the dataclass from them
 
 
 def _take(request_id: str, stream: _Stream, items: list[tuple]) -> RequestOutput:
