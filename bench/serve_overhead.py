@@ -361,8 +361,10 @@ def main() -> int:
         profile.disable()
         torch.set_num_threads(threads)
         text = io.StringIO()
-        pstats.Stats(profile, stream=text).sort_stats("tottime").print_stats(30)
-        pstats.Stats(profile, stream=text).sort_stats("cumtime").print_stats(30)
+        stats = pstats.Stats(profile, stream=text)
+        stats.sort_stats("tottime").print_stats(45)
+        stats.sort_stats("cumtime").print_stats(45)
+        stats.print_callees(r"cuda_graphs.py:\d+\(run\)|model_runner.py:\d+\(launch\)|llm_engine.py:\d+\(_step\)")
         args.profile_offline.write_text(text.getvalue())
     if args.trace_dir is not None:
         from shoal.engine.server.step_trace import load
