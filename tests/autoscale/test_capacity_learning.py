@@ -103,3 +103,28 @@ def test_restart_mid_learning_resumes_from_status():
     old = {"capacityRps": 14.5, "rateTrend": 0.0, "lastRate": 90.0, "lastTime": 15.0,
            "recentForecasts": [[15.0, 90.0]], "lastScaleTime": None}
     assert ReplicaState.from_status(old).capacity_rps == 14.5
+
+
+def test_a_breach_teaches_the_estimate_once_per_window():
+    # 100 req/s on 4 ready replicas breaches; the cut asks for more pods. While the 1-minute windows still hold the
+    # slow requests, the pods become ready (5, then 6): the same breach must not be cut again from the lower load per
+    # replica those pods bring, but replicas still follow the forecast
+    state = ReplicaState(capacity_rps=30.0, last_rate=100.0, last_time=0.0)
+    first = plan_replicas(look(15, 100.0, 4, 1.2), state, SPEC)
+    assert "capacity cut" in first.reason and first.state.capacity_rps == 0.75 * 25.0
+    assert first.replicas > 4 and first.state.last_cut_time == 15
+    state = first.state
+    for t, ready in ((30, 5), (45, 6), (60, 6)):
+        d = plan_replicas(MetricsSnapshot(time=t, ttft_p95_s=0.6, itl_p95_s=0.02, waiting=0.0, running=50.0,
+                                          kv_usage=0.3, arrival_rate=100.0, ready_replicas=ready,
+                                          current_replicas=first.replicas), state, SPEC)
+        assert d.state.capacity_rps == first.state.capacity_rps and "already taught" in d.reason, d.reason
+        assert d.replicas == first.replicas
+        state = d.state
+    # a window later the breach is new evidence: cut again, from the load the replicas now carry
+    later = plan_replicas(look(75, 100.0, 6, 1.2), state, SPEC)
+    assert later.state.capacity_rps == 0.75 * 100.0 / 6 and later.state.last_cut_time == 75
+    # the cut's clock survives a restart; a status written before it existed reads as no cut yet
+    restored = ReplicaState.from_status(json.loads(json.dumps(first.state.to_status())))
+    assert restored == first.state and first.state.to_status()["lastCutTime"] == 15
+    assert ReplicaState.from_status({"capacityRps": 14.5, "lastTime": 15.0}).last_cut_time is None

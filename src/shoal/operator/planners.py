@@ -30,6 +30,10 @@ MIN_GAIN, MAX_GAIN = 0.75, 1.6  # bounds on one step's load-per-replica change t
 LOADED = 0.5  # learn upward only while replicas carry at least this fraction of the estimate
 CAPACITY_CUT = 0.9  # the most one near-SLO period may lower the estimate
 BREACH_CUT = 0.75
+# the queries' rate/quantile window (prometheus.py's [1m]): a breach teaches the estimate once per window, since the
+# looks after a cut see the same slow requests, while the pods that cut started become ready and lower the load
+# per replica the next cut would be taken from
+METRICS_WINDOW_S = 60.0
 TARGET_UTILIZATION = 0.85  # plan replicas to run at this fraction of the learned capacity
 TUNE_ITL_HIGH = 0.5  # keep ITL well inside its SLO: a smaller token budget costs TTFT little until saturation
 TUNE_ITL_LOW = 0.3
@@ -149,6 +153,7 @@ class ReplicaState:
     last_time: float | None = None
     recent_forecasts: tuple[tuple[float, float], ...] = ()  # (time, forecast requests/s), last window
     last_scale_time: float | None = None
+    last_cut_time: float | None = None  # the last breach cut (absent in a status written before it existed)
 
     def to_status(self) -> dict:
         d = asdict(self)
@@ -168,6 +173,7 @@ class ReplicaState:
             last_time=_opt_float(d["last_time"]),
             recent_forecasts=recs,
             last_scale_time=_opt_float(d["last_scale_time"]),
+            last_cut_time=_opt_float(d["last_cut_time"]),
         )
 
 
@@ -206,6 +212,7 @@ def plan_replicas(snap: MetricsSnapshot, state: ReplicaState, spec: PlannerSpec)
         trend = (1 - TREND_GAIN) * trend + TREND_GAIN * slope
 
     capacity = state.capacity_rps
+    cut_time = state.last_cut_time
     # what the latency headroom says one replica could carry: sublinear in the headroom, bounded per step
     headroom_gain = min(max((NEAR_SLO / max(load_ratio, 1e-9)) ** HEADROOM_EXPONENT, MIN_GAIN), MAX_GAIN)
     suggested = per_replica * headroom_gain
@@ -216,8 +223,11 @@ def plan_replicas(snap: MetricsSnapshot, state: ReplicaState, spec: PlannerSpec)
         capacity, learned = max(suggested, 1e-3), "initial estimate"
     elif not loaded and load_ratio >= NEAR_SLO:
         learned = "capacity kept (light load: latency says nothing about capacity)"
+    elif ratio >= 1.0 and state.last_cut_time is not None and snap.time - state.last_cut_time < METRICS_WINDOW_S:
+        learned = "capacity kept (SLO breached, but this window already taught its cut)"
     elif ratio >= 1.0:
         capacity, learned = min(capacity, per_replica * BREACH_CUT), "SLO breached: capacity cut"
+        cut_time = snap.time
     elif suggested < capacity and load_ratio >= NEAR_SLO:
         capacity, learned = max(suggested, capacity * CAPACITY_CUT), "latency nears the SLO: capacity lowered"
     elif suggested > capacity and load_ratio < COMFORTABLE and per_replica >= LOADED * capacity \
@@ -263,6 +273,7 @@ def plan_replicas(snap: MetricsSnapshot, state: ReplicaState, spec: PlannerSpec)
         last_time=snap.time,
         recent_forecasts=tuple(window),
         last_scale_time=snap.time if replicas != current else state.last_scale_time,
+        last_cut_time=cut_time,
     )
     return ReplicaDecision(replicas, reason, new_state, limited)
 
