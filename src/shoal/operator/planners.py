@@ -5,11 +5,12 @@ human-readable reason. No I/O, no clock: the operator's timer, the fleet simulat
 code. docs/autoscaling.md explains the choices; in short:
 
 - Replicas: a per-replica capacity (requests/s one replica serves inside the SLO) learned online from latency
-  headroom while replicas are loaded, with a dead band: cut at once on a breach, lowered when p95 nears the SLO,
-  raised part of the way toward what the headroom suggests only when there is plenty of it. Load is forecast over the
-  pod start time from the arrival-rate trend plus the queue, so scale-up starts before the SLO breaks; starting pods
-  count as capacity; scale-down goes only as far as the highest forecast of the stabilization window needs (the
-  HPA's idea, applied to the load), so a noisy flat load cannot make it oscillate.
+  headroom while replicas are loaded, with a dead band: cut at once on a breach (once per metrics window), lowered
+  when p95 nears the SLO, raised toward what the headroom suggests only when there is plenty of it, the further the
+  nearer to the SLO that look was (less extrapolation). Load is forecast over the pod start time from the
+  arrival-rate trend plus the queue, so scale-up starts before the SLO breaks; starting pods count as capacity;
+  scale-down goes only as far as the highest forecast of the stabilization window needs (the HPA's idea, applied to
+  the load), so a noisy flat load cannot make it oscillate.
 - Batch limits: a dead-band AIMD controller. ITL p95 near its SLO -> cut the token budget (long prefill chunks are
   what stretch a decode step), then the admission cap; TTFT near its SLO while ITL has room -> raise the budget;
   requests waiting with room on both -> raise the admission cap. The band's upper edge sits on an ITL histogram
