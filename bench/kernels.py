@@ -177,7 +177,8 @@ def bench_decode_shape(batch, ctx, sweep, copy, gen):
     row.update(sdpa_ms=sdpa_ms, sdpa_rel_err=rel_err(sdpa_out, ref))
     # the same three replayed from CUDA graphs behind the same zero-write flush: device time without launch cost
     fi_fn, _ = flashinfer_runner(q, k_cache, v_cache, tables, ctx)
-    for name, fn in (("shoal", default), ("flashinfer", fi_fn), ("sdpa", sdpa_runner(q, k_cache, v_cache, tables, ctx))):
+    sdpa_fn = sdpa_runner(q, k_cache, v_cache, tables, ctx)
+    for name, fn in (("shoal", default), ("flashinfer", fi_fn), ("sdpa", sdpa_fn)):
         replay = graphed(fn) if fn is not None else None
         row[f"{name}_graph_ms"] = median_ms_after(replay, zero_write_flush) if replay is not None else None
     for name in ("shoal", "flashinfer", "sdpa", "shoal_graph", "flashinfer_graph", "sdpa_graph"):
@@ -432,8 +433,8 @@ def print_flush_table(r):
 def print_table(r):
     print(f"\n== paged decode, bf16, {HQ}q/{HK}kv heads, d={D}, page {PAGE}, copy {r['copy_TBps']:.3f} TB/s"
           f" on {r['card']}")
-    print(f"{'shape':>9} {'shoal ms':>9} {'frac':>5} {'best ms':>8} {'FI ms':>8} {'frac':>5} {'SDPA ms':>8} {'frac':>5} {'copy@size':>9}"
-          "   graph replays: shoal / FI / SDPA ms (frac)")
+    print(f"{'shape':>9} {'shoal ms':>9} {'frac':>5} {'best ms':>8} {'FI ms':>8} {'frac':>5} {'SDPA ms':>8} {'frac':>5}"
+          f" {'copy@size':>9}   graph replays: shoal / FI / SDPA ms (frac)")
     for name, s in r["shapes"].items():
         f = lambda v, spec: "-" if v is None else format(v, spec)  # noqa: E731
         print(f"{name:>9} {f(s['shoal_ms'], '9.4f')} {f(s['shoal_frac_of_copy'], '5.2f')}"

@@ -3,11 +3,10 @@
 # machine (python3 there has torch + triton; the server's pure-Python deps travel as wheels in .carry/wheels and
 # SmolLM2's config + tokenizer in .carry/smollm2; weights are random: speed does not depend on their values).
 #   run (carry [".carry"]):  [SHAPES="smollm2 qwen3-0.6b"] [LAYOUTS=true] [OUTPUTS="256 1024"] [REPEATS=3]
-#                            [CONTEND=5] [PIN=2] [PROFILE=1] [TRACE_ROOT=/tmp] bash bench/serve_gpu.sh
+#                            [PIN=2] [PROFILE=1] [TRACE_ROOT=/tmp] bash bench/serve_gpu.sh
 # SHAPES: smollm2 (the carried folder's own shape) or a model shape of bench/engine_throughput.py served with
 # SmolLM2's tokenizer. LAYOUTS are values of `shoal serve --engine-process`. Each run also traces the engine child's
-# loop and times offline while CONTEND processes keep a core busy each (what the server and clients take); PIN=N
-# runs the server and the offline engine on cores [0, N) and the clients on the rest; PROFILE=1 also writes a
+# loop; PIN=N runs the server and the offline engine on cores [0, N) and the clients on the rest; PROFILE=1 also writes a
 # cProfile of one offline run. Checks
 # first (every stream ended with usage and [DONE], tokens = 64 x output), then prints a table last.
 set -euo pipefail
@@ -22,7 +21,7 @@ for shape in ${SHAPES:-smollm2}; do
       PYTHONPATH=src python3 bench/serve_overhead.py --model-dir .carry/smollm2 --load-format dummy $shape_flag \
         --device cuda --dtype bfloat16 --prompt-tokens 128 --output-tokens "$n" --repeats "${REPEATS:-3}" \
         --warmup-runs 1 --client-procs 4 --skip-offline-main --serve-args "--engine-process $layout" \
-        --contend "${CONTEND:-5}" --trace-dir "${TRACE_ROOT:-$out}/trace_$name" --pin-server-cores "${PIN:-0}" \
+        --trace-dir "${TRACE_ROOT:-$out}/trace_$name" --pin-server-cores "${PIN:-0}" \
         $([ -z "${PROFILE:-}" ] || echo "--profile-offline $out/profile_$name.txt") \
         --out "$out/serve_overhead_gpu_$name.json" > "$out/log_$name.txt" 2>&1
     done
@@ -32,7 +31,7 @@ python3 - "$out" <<'PY'
 import json, statistics, sys
 from pathlib import Path
 med = lambda xs: round(statistics.median(xs), 3)
-print("\n| shape | engine process | out tokens | server cores (0: not pinned) | repeats | offline tok/s, default threads / 1 thread / 1 thread + busy cores "
+print("\n| shape | engine process | out tokens | server cores (0: not pinned) | repeats | offline tok/s, default threads / 1 thread "
       "| HTTP tok/s | median ratio | ratio of medians | steps offline / HTTP | ms/step offline / child "
       "| device wait ms/step offline / child | child send ms | CPU s parent / engine of wall |")
 print("|---|---|---:|---:|---:|---|---|---:|---:|---|---|---|---|---|")
@@ -46,8 +45,7 @@ for path in sorted(Path(sys.argv[1]).glob("serve_overhead_gpu_*.json")):
     one = [run["offline_steps"][1] for run in runs]  # the one-thread offline run, as the child steps
     shape = c["shape"] if c["shape"] != "None" else "smollm2"
     print(f"| {shape} | {c['serve_args'].split()[-1]} | {c['output_tokens']} | {c['pin_server_cores']} | {len(runs)} "
-          f"| {med([x['offline_thread_tok_s'] for x in runs])} / {med([x['offline_thread_1cpu_tok_s'] for x in runs])} / "
-          f"{med([x.get('offline_1cpu_contended_tok_s', 0) for x in runs])} "
+          f"| {med([x['offline_thread_tok_s'] for x in runs])} / {med([x['offline_thread_1cpu_tok_s'] for x in runs])} "
           f"| {med([x['http_tok_s'] for x in runs])} | {r['median_ratio']} | {r['ratio_of_medians']} "
           f"| {med([o[0] for o in one])} / {med([e['steps'] for e in ec])} "
           f"| {med([o[1] for o in one])} / {med([e['ms_per_iteration'] for e in ec])} "

@@ -110,8 +110,8 @@ def http_load(url: str, model: str, prompts: list[list[int]], output_tokens: int
         return asyncio.run(http_run(url, model, prompts, output_tokens))
     start_at = time.time() + 5.0  # after the workers have spawned and imported
     with multiprocessing.get_context("spawn").Pool(procs) as pool:
-        parts = pool.starmap(_client_process, [(url, model, prompts[i::procs], output_tokens, start_at, CLIENT_CORES)
-                                               for i in range(procs)])
+        parts = pool.starmap(_client_process, [(url, model, prompts[i::procs], output_tokens, start_at,
+                                                CLIENT_CORES) for i in range(procs)])
     return (min(p[0] for p in parts), max(p[1] for p in parts), *(sum(p[i] for p in parts) for i in (2, 3, 4)),
             [t for p in parts for t in p[5]])
 
@@ -137,27 +137,6 @@ def server_processes(pid: int) -> dict[str, int]:
             cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
             found["resource_tracker" if b"resource_tracker" in cmdline else "engine"] = child
     return found
-
-
-def spin(stop_at: float) -> None:
-    if CLIENT_CORES:
-        os.sched_setaffinity(0, CLIENT_CORES)
-    while time.time() < stop_at:
-        pass
-
-
-def contended(fn, busy: int):
-    """fn() while `busy` other processes each keep a core busy (as the server's processes and the client's do)."""
-    ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=spin, args=(time.time() + 600,), daemon=True) for _ in range(busy)]
-    for p in procs:
-        p.start()
-    time.sleep(1.0)
-    try:
-        return fn()
-    finally:
-        for p in procs:
-            p.kill()
 
 
 def offline_tok_s(llm, prompts, params, in_thread: bool, steps: list | None = None) -> float:
@@ -198,6 +177,40 @@ def shaped_model_dir(shape: str, tokenizer_dir: Path, root: Path) -> Path:
             shutil.copy(name, path / name.name)
     (path / "config.json").write_text(json.dumps(config, indent=1))
     return path
+
+
+def offline_runs(llm, prompts, params, skip_main: bool) -> dict:
+    """LLM.generate from the main thread (unless skipped), from a worker thread, and from a worker thread with one
+    torch CPU thread (as the server's engine child steps on CUDA)."""
+    import torch
+
+    main = None if skip_main else offline_tok_s(llm, prompts, params, in_thread=False)
+    steps: list = []
+    thread = offline_tok_s(llm, prompts, params, in_thread=True, steps=steps)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    one = offline_tok_s(llm, prompts, params, in_thread=True, steps=steps)
+    torch.set_num_threads(threads)
+    return {"offline_tok_s": main and round(main, 1), "offline_thread_tok_s": round(thread, 1),
+            "offline_thread_1cpu_tok_s": round(one, 1),
+            # (steps, ms per step, ms per step waiting for the device) of the two worker-thread runs
+            "offline_steps": [[n, round(1000 * wall / n, 3), round(1000 * wait / n, 3)] for n, wall, wait in steps]}
+
+
+def online_run(server, server_pids: dict[str, int], model: str, prompts, args, windows: list) -> dict:
+    """All prompts at once as streams over HTTP; appends the run's (start, end) to `windows` (for the trace)."""
+    cpu_before = {role: cpu_seconds(pid) for role, pid in server_pids.items()}
+    start, end, tokens, failed, chunks, times = http_load(server.url, model, prompts, args.output_tokens,
+                                                          args.client_procs)
+    windows.append((start, end))
+    return {
+        "http_tok_s": round(tokens / (end - start), 1), "http_tokens": tokens, "http_failed": failed,
+        # above 1 when the server coalesced outputs that came while a stream was busy
+        "tokens_per_chunk": round(tokens / max(chunks, 1), 2),
+        # CPU seconds of the server's processes (HTTP parent, engine child) over the HTTP run, and its wall
+        "server_cpu_s": {role: round(cpu_seconds(pid) - cpu_before[role], 3) for role, pid in server_pids.items()},
+        "http_wall_s": round(end - start, 3), "http_times": spread(times, start),
+    }
 
 
 def trace_summary(rows: list[dict], start: float, full: int) -> dict:
@@ -254,9 +267,6 @@ def main() -> int:
     parser.add_argument("--shape", default=None,
                         help="serve a model shape of bench/engine_throughput.py (e.g. qwen3-0.6b) with random weights "
                              "and --model-dir's tokenizer and vocabulary, instead of --model-dir's own model")
-    parser.add_argument("--contend", type=int, default=0,
-                        help="also time offline (one torch thread) while this many processes keep a core busy each, "
-                             "as the server's processes and the clients do during the HTTP run")
     parser.add_argument("--out", type=Path, default=Path("bench/results/serve_overhead.json"))
     args = parser.parse_args()
 
@@ -304,42 +314,9 @@ def main() -> int:
             for pid in server_pids.values():
                 pin(pid, server_cores)
             pin(os.getpid(), server_cores)  # the offline engine steps in this process
+        offline = lambda: offline_runs(llm, prompts, params, args.skip_offline_main)  # noqa: E731
+        online = lambda: online_run(server, server_pids, model, prompts, args, windows)  # noqa: E731
         for repeat in range(args.repeats):
-            def offline() -> dict:
-                main = None if args.skip_offline_main else offline_tok_s(llm, prompts, params, in_thread=False)
-                steps: list = []
-                thread = offline_tok_s(llm, prompts, params, in_thread=True, steps=steps)
-                # the server's engine child on CUDA steps with one torch CPU thread; offline gets that setting too
-                threads = torch.get_num_threads()
-                torch.set_num_threads(1)
-                one = offline_tok_s(llm, prompts, params, in_thread=True, steps=steps)
-                busy = args.contend and contended(lambda: offline_tok_s(llm, prompts, params, in_thread=True),
-                                                  args.contend)
-                torch.set_num_threads(threads)
-                got = {"offline_tok_s": main and round(main, 1), "offline_thread_tok_s": round(thread, 1),
-                       "offline_thread_1cpu_tok_s": round(one, 1),
-                       # (steps, ms per step, ms per step waiting for the device) of the two offline runs
-                       "offline_steps": [[n, round(1000 * wall / n, 3), round(1000 * wait / n, 3)]
-                                         for n, wall, wait in steps]}
-                if args.contend:
-                    got["offline_1cpu_contended_tok_s"] = round(busy, 1)
-                return got
-
-            def online() -> dict:
-                cpu_before = {role: cpu_seconds(pid) for role, pid in server_pids.items()}
-                start, end, tokens, failed, chunks, times = http_load(server.url, model, prompts,
-                                                                      args.output_tokens, args.client_procs)
-                windows.append((start, end))
-                return {
-                    "http_tok_s": round(tokens / (end - start), 1), "http_tokens": tokens, "http_failed": failed,
-                    # above 1 when the server coalesced outputs that came while a stream was busy
-                    "tokens_per_chunk": round(tokens / max(chunks, 1), 2),
-                    # CPU seconds of the server's processes (HTTP parent, engine child) over the HTTP run, its wall
-                    "server_cpu_s": {role: round(cpu_seconds(pid) - cpu_before[role], 3)
-                                     for role, pid in server_pids.items()},
-                    "http_wall_s": round(end - start, 3), "http_times": spread(times, start),
-                }
-
             # alternate which side goes first, so that a drift of the machine's speed favours neither
             run = offline() | online() if repeat % 2 == 0 else online() | offline()
             # against the fastest offline run of the repeat: the engine's step loop runs faster off the main thread
