@@ -12,6 +12,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests"))  # http_json: the JSON HTTP helper tests/autoscale shares
 from http_json import Http, wait_for  # noqa: E402,F401  (re-exported: the operator tests import them from here)
+from k8s_objects import SERVICEMONITOR_CRD  # noqa: E402,F401  (re-exported for the operator tests)
 
 CRD = REPO / "crds" / "inferenceservice.yaml"
 names = itertools.count()  # unique namespace names

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from operator_harness import CRD, Http, isvc_yaml, operator_config, wait_for
+from operator_harness import CRD, SERVICEMONITOR_CRD, Http, isvc_yaml, operator_config, wait_for
 
 from shoal.fleet.apiserver.process import start_apiserver
 
@@ -13,15 +13,6 @@ SERVICES = ("alpha", "beta", "gamma")
 CHILD_LISTS = ("/apis/apps/v1/namespaces/default/deployments", "/api/v1/namespaces/default/services",
                "/api/v1/namespaces/default/configmaps", "/api/v1/namespaces/default/secrets",
                "/apis/policy/v1/namespaces/default/poddisruptionbudgets")
-SERVICEMONITOR_CRD = {
-    "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-    "metadata": {"name": "servicemonitors.monitoring.coreos.com"},
-    "spec": {"group": "monitoring.coreos.com", "scope": "Namespaced",
-             "names": {"kind": "ServiceMonitor", "plural": "servicemonitors", "singular": "servicemonitor"},
-             "versions": [{"name": "v1", "served": True, "storage": True,
-                           "schema": {"openAPIV3Schema": {"type": "object",
-                                                          "x-kubernetes-preserve-unknown-fields": True}}}]},
-}
 
 
 @pytest.fixture

@@ -20,17 +20,9 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests"))  # http_json: the JSON client and poller the test areas share
 from api_faults_verdict import ISVCS, Verdict, verdict, wait_converged  # noqa: E402, F401  (crash_harness uses them)
 from http_json import Http, wait_for  # noqa: E402, F401  (wait_for: crash_harness and the tests use it)
+from k8s_objects import SERVICEMONITOR_CRD  # noqa: E402  (also imported by crash_harness)
 
 CRD = REPO / "crds" / "inferenceservice.yaml"
-SERVICEMONITOR_CRD = {
-    "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-    "metadata": {"name": "servicemonitors.monitoring.coreos.com"},
-    "spec": {"group": "monitoring.coreos.com", "scope": "Namespaced",
-             "names": {"kind": "ServiceMonitor", "plural": "servicemonitors", "singular": "servicemonitor"},
-             "versions": [{"name": "v1", "served": True, "storage": True,
-                           "schema": {"openAPIV3Schema": {"type": "object",
-                                                          "x-kubernetes-preserve-unknown-fields": True}}}]},
-}
 DRIVER_AGENT = "shoal-reliability-driver"  # the harness's own calls: never faulted
 OPERATOR_AGENTS = ("kopf", "shoal-operator")  # the operator's two clients (kopf's watches, its own writes)
 
