@@ -260,11 +260,9 @@ def _step_loop(model_dir: str, kwargs: dict, commands, out_fd: int) -> None:
     trace = StepTrace.from_env()
     try:
         while True:
-            if trace is not None:
-                wall, t0 = time.time(), time.perf_counter()
+            wall, t0 = time.time(), time.perf_counter()  # clock reads cost ~0.1 us: taken traced or not
             batch = [commands.recv()] if not engine.has_unfinished() else []  # idle: block for work
-            if trace is not None:
-                t_work = time.perf_counter()
+            t_work = time.perf_counter()
             while commands.poll():
                 batch.append(commands.recv())
             results, errors, num_added = [], [], 0
@@ -288,14 +286,12 @@ def _step_loop(model_dir: str, kwargs: dict, commands, out_fd: int) -> None:
                         trace.save()
                     write_message(out_fd, ("stopped",))
                     return
-            if trace is not None:
-                t1 = time.perf_counter()
+            t1 = time.perf_counter()
             step_stats = None
             if engine.has_unfinished():
                 results += engine.step_deltas()  # already the compact tuples _take reads
                 step_stats = engine.last_step_stats
-            if trace is not None:
-                t2 = time.perf_counter()
+            t2 = time.perf_counter()
             # statistics as plain tuples: pickling two dataclasses cost more than the step's 64 outputs together
             write_message(out_fd, ("step", results, errors, step_stats and _fields(step_stats),
                                    _fields(engine.stats()), num_added))
