@@ -10,7 +10,8 @@ code. docs/autoscaling.md explains the choices; in short:
   nearer to the SLO that look was (less extrapolation). Load is forecast over the pod start time from the
   arrival-rate trend plus the queue, so scale-up starts before the SLO breaks; starting pods count as capacity;
   scale-down goes only as far as the highest forecast of the stabilization window needs (the HPA's idea, applied to
-  the load), so a noisy flat load cannot make it oscillate.
+  the load), and back to the count the last scale-up left (at about the same capacity) only when that count also
+  carries the forecasts' trend plus three of their scatters, so a noisy flat load cannot make it oscillate.
 - Batch limits: a dead-band AIMD controller. ITL p95 near its SLO -> cut the token budget (long prefill chunks are
   what stretch a decode step), then the admission cap; TTFT near its SLO while ITL has room -> raise the budget;
   requests waiting with room on both -> raise the admission cap. The band's upper edge sits on an ITL histogram
@@ -46,6 +47,12 @@ TUNE_ITL_HIGH_MAX = 0.65
 ITL_BUCKET_BOUNDS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0,
                      40.0, 80.0)
 TUNE_TTFT_HIGH = 0.7
+# going back down to the count a scale-up left, the lower count must carry the window forecasts' trend line plus
+# this many of their scatters about it (not just their peak), unless the capacity estimate has since risen by more
+# than DOWN_CAPACITY_NOISE (then the step down is learning, not noise): docs/autoscaling.md, "Replica planner"
+DOWN_NOISE_Z = 3.0
+DOWN_CAPACITY_NOISE = 0.1
+DOWN_MIN_LOOKS = 5  # fewer looks than this say too little about the scatter: the peak alone decides
 QUEUE_DRAIN_S = 30.0  # waiting requests count as load to be served within this time
 TREND_GAIN = 0.15  # EWMA weight of the newest arrival-rate slope
 
@@ -155,6 +162,8 @@ class ReplicaState:
     recent_forecasts: tuple[tuple[float, float], ...] = ()  # (time, forecast requests/s), last window
     last_scale_time: float | None = None
     last_cut_time: float | None = None  # the last breach cut (absent in a status written before it existed)
+    last_up_from: int | None = None  # the count the last scale-up left (absent in an older status: no margin)
+    last_up_capacity: float | None = None  # the capacity estimate that scale-up was planned with
 
     def to_status(self) -> dict:
         d = asdict(self)
@@ -175,6 +184,8 @@ class ReplicaState:
             recent_forecasts=recs,
             last_scale_time=_opt_float(d["last_scale_time"]),
             last_cut_time=_opt_float(d["last_cut_time"]),
+            last_up_from=None if d["last_up_from"] is None else int(d["last_up_from"]),
+            last_up_capacity=_opt_float(d["last_up_capacity"]),
         )
 
 
@@ -247,6 +258,7 @@ def plan_replicas(snap: MetricsSnapshot, state: ReplicaState, spec: PlannerSpec)
     wanted_clamped, limited = _clamp(wanted, spec)
 
     # scale down only as far as the highest forecast of the stabilization window needs, at today's capacity
+    held = ""
     window = [(t, f) for t, f in state.recent_forecasts if snap.time - t < spec.scale_down_stabilization_s]
     window.append((snap.time, forecast))
     if wanted_clamped >= current:
@@ -254,12 +266,20 @@ def plan_replicas(snap: MetricsSnapshot, state: ReplicaState, spec: PlannerSpec)
     else:
         peak = max(f for _, f in window)
         replicas = min(current, math.ceil(peak / (capacity * TARGET_UTILIZATION) - 1e-9))
+        # back to (or below) the count the last scale-up left, at about the capacity that scale-up was planned with:
+        # only if that count also carries where the next window's looks may reach (else 4 -> 5 -> 4 once a window)
+        if state.last_up_from is not None and state.last_up_capacity is not None and \
+                replicas <= state.last_up_from and capacity <= state.last_up_capacity * (1 + DOWN_CAPACITY_NOISE):
+            by_peak = replicas
+            replicas = min(current, math.ceil(_down_load(window) / (capacity * TARGET_UTILIZATION) - 1e-9))
+            if replicas > by_peak:
+                held = f"; {replicas} not {by_peak}: the forecast's noise could take {by_peak} back up"
     replicas, clipped = _clamp(replicas, spec)
     limited = limited or clipped
 
     detail = (
         f"arrivals {rate:.2f}/s (forecast {forecast:.2f}/s), capacity {capacity:.2f}/s per replica ({learned}), "
-        f"p95/SLO {ratio:.2f}, waiting {snap.waiting:.0f}"
+        f"p95/SLO {ratio:.2f}, waiting {snap.waiting:.0f}{held}"
     )
     if replicas > current:
         reason = f"scale up {current} -> {replicas}: {detail}"
@@ -275,8 +295,30 @@ def plan_replicas(snap: MetricsSnapshot, state: ReplicaState, spec: PlannerSpec)
         recent_forecasts=tuple(window),
         last_scale_time=snap.time if replicas != current else state.last_scale_time,
         last_cut_time=cut_time,
+        last_up_from=current if replicas > current else state.last_up_from,
+        last_up_capacity=capacity if replicas > current else state.last_up_capacity,
     )
     return ReplicaDecision(replicas, reason, new_state, limited)
+
+
+def _down_load(window: list[tuple[float, float]]) -> float:
+    """The load a lower replica count must carry before the planner scales down to it: the window's peak forecast,
+    or the forecast's trend line at the newest look plus DOWN_NOISE_Z of the window's own scatter about that line,
+    whichever is higher. A scale-up answers one look above a boundary, so a scale-down must clear where the next
+    window's looks may reach, not just where this window's did: on a flat load with the boundary inside the
+    forecast's noise the peak alone lets the count step down and back up once per window (docs/autoscaling.md)."""
+    peak = max(f for _, f in window)
+    n = len(window)
+    if n < DOWN_MIN_LOOKS:
+        return peak
+    ts = [t for t, _ in window]
+    fs = [f for _, f in window]
+    mt, mf = sum(ts) / n, sum(fs) / n
+    stt = sum((t - mt) ** 2 for t in ts)
+    slope = sum((t - mt) * (f - mf) for t, f in window) / stt if stt > 0 else 0.0
+    resid = [f - (mf + slope * (t - mt)) for t, f in window]
+    scatter = math.sqrt(sum(r * r for r in resid) / (n - 2))
+    return max(peak, mf + slope * (ts[-1] - mt) + DOWN_NOISE_Z * scatter)
 
 
 def _raise_weight(carried: float, suggested: float) -> float:
