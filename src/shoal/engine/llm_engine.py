@@ -59,7 +59,6 @@ class LLMEngine:
         self.last_step_stats = StepStats(0, 0, 0, 0, 0.0)
         self.steps_total = 0
         self.device_wait_seconds_total = 0.0  # host time spent waiting for sampled tokens (diagnostics)
-        self._device_wait = 0.0
         self._in_flight: _Launched | None = None  # asynchronous scheduling: the step not yet read back
 
     # -- requests ------------------------------------------------------------------
@@ -150,8 +149,7 @@ class LLMEngine:
             done, self._in_flight = self._in_flight, launched
         else:
             done = launched
-        self._device_wait = 0.0
-        outputs, num_generated = self._resolve(done, stream, emit) if done is not None else ([], 0)
+        outputs, num_generated, waited = self._resolve(done, stream, emit) if done is not None else ([], 0, 0.0)
         if launched is not None or done is not None:
             now = time.monotonic()
             self.last_step_time = now
@@ -161,7 +159,7 @@ class LLMEngine:
                 num_running=len(self.scheduler.running),
                 num_waiting=len(self.scheduler.waiting),
                 step_seconds=now - t0,
-                device_wait_seconds=self._device_wait,
+                device_wait_seconds=waited,
             )
         return outputs
 
@@ -208,12 +206,12 @@ class LLMEngine:
         return _Launched(sampled, commits, tokens, num_prompt)
 
     def _resolve(self, done: _Launched, stream: bool, emit: Callable[[Sequence, int], object]
-                 ) -> tuple[list, int]:
+                 ) -> tuple[list, int, float]:
+        """(outputs, tokens read back, seconds the host waited for them)."""
         wait_from = time.monotonic()
         tokens = done.tokens.tolist()
         now = time.monotonic()
-        self._device_wait = now - wait_from
-        self.device_wait_seconds_total += self._device_wait
+        self.device_wait_seconds_total += now - wait_from
         live = [(seq, idx, tok) for (seq, idx), tok in zip(done.sampled, tokens) if seq.status is not Status.FINISHED]
         for seq, idx, token in live:  # first every token, so that the commits below hash real ids
             seq.output_token_ids[idx] = token
@@ -228,7 +226,7 @@ class LLMEngine:
             if finished or stream:
                 outputs.append(emit(seq, idx + 1))
         self.generation_tokens_total += len(live)
-        return outputs, len(live)
+        return outputs, len(live), now - wait_from
 
     def _check_finish(self, seq: Sequence, idx: int, token: int, now: float) -> bool:
         """Account for output token `idx` of `seq` (now on the host); returns whether the request finished."""
