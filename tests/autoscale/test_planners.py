@@ -6,6 +6,7 @@ import json
 import random
 from dataclasses import replace
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -338,6 +339,21 @@ def test_spec_from_inference_service():
     assert (spec.min_replicas, spec.max_replicas, spec.ttft_slo_s, spec.itl_slo_s) == (2, 6, 0.3, 0.04)
     assert (spec.max_num_seqs_cap, spec.max_num_batched_tokens_cap, spec.batch_tuning) == (128, 4096, False)
     assert spec.scale_down_stabilization_s == 120
+    assert spec.min_num_seqs == 8  # batchTuning.minNumSeqs's default
+
+
+def test_cap_cuts_stop_at_batch_tuning_min_num_seqs():
+    """The CRD's batchTuning.minNumSeqs is the cap's floor (never above the engine's own maxNumSeqs)."""
+    service = {"slo": {"ttftP95Ms": 5000, "itlP95Ms": 100}, "engine": {"maxNumSeqs": 16, "maxNumBatchedTokens": 512},
+               "batchTuning": {"enabled": True, "minNumSeqs": 12}}
+    spec = PlannerSpec.from_service_spec(service)
+    assert spec.min_num_seqs == 12
+    state = BatchState.initial(spec)
+    for t in range(100, 400, 31):  # ITL at its SLO, TTFT far inside: the cap is the only lever left
+        state = tune_batch_limits(snap(t=t, itl=0.1, ttft=0.2), state, spec).state
+    assert state.max_num_seqs == 12
+    floor_above_engine = {**service, "batchTuning": {"enabled": True, "minNumSeqs": 64}}
+    assert PlannerSpec.from_service_spec(floor_above_engine).min_num_seqs == 16
 
 
 # --- the tuner's band against the ITL histogram's buckets ------------------------------------------------------------
@@ -398,3 +414,17 @@ def test_replica_planner_counts_itl_as_load_when_the_tuner_cannot_hold_it():
     untuned = plan_replicas(snap(t=15, rate=40, ttft=0.1, itl=0.0245, ready=4), state, _spec(0.035))
     assert tuned.state.capacity_rps > 10.0, tuned.reason
     assert untuned.state.capacity_rps == 10.0 and "capacity kept" in untuned.reason, untuned.reason
+
+
+def test_near_slo_lowering_is_a_rate_per_second_not_per_look():
+    """One minute of near-SLO looks lowers the estimate as much whether the loop ticks every 2 s or every 15 s: the
+    looks of one window see nearly the same data (the e2e tests' 2 s loop once compounded 0.9 thirty times)."""
+    def lowered(period: float) -> float:
+        state = learned(capacity=12.0, t=0.0, rate=24.0)
+        for i in range(1, int(60 / period) + 1):  # p95 at 0.85 of the TTFT SLO, each of 4 replicas at 6/s
+            state = plan_replicas(snap(t=i * period, ttft=0.425, rate=24.0), state, SPEC).state
+        return state.capacity_rps
+
+    assert lowered(15.0) == pytest.approx(12.0 * 0.9 ** 4)  # the 15 s default: 0.9 a look, as before
+    assert lowered(2.0) == pytest.approx(lowered(15.0))
+    assert lowered(5.0) == pytest.approx(lowered(15.0))

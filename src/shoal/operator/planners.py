@@ -30,7 +30,10 @@ COMFORTABLE = 0.5  # the estimate rises only below this, falls only above NEAR_S
 HEADROOM_EXPONENT = 0.5  # latency is flat then steep in load: trust headroom only sublinearly
 MIN_GAIN, MAX_GAIN = 0.75, 1.6  # bounds on one step's load-per-replica change the headroom may suggest
 LOADED = 0.5  # learn upward only while replicas carry at least this fraction of the estimate
-CAPACITY_CUT = 0.9  # the most one near-SLO period may lower the estimate
+CAPACITY_CUT = 0.9  # the most near-SLO looks may lower the estimate per CAPACITY_CUT_PERIOD_S
+# a rate per second, not per look: looks inside one 1-minute window see nearly the same data, and a loop ticking every
+# 2 s (the e2e tests') compounded 0.9 thirty times over one stale window (0.9^30 = 0.04)
+CAPACITY_CUT_PERIOD_S = 15.0  # the default control period, for which the cut is 0.9 a look as it always was
 BREACH_CUT = 0.75
 # the queries' rate/quantile window (prometheus.py's [1m]): a breach teaches the estimate once per window, since the
 # looks after a cut see the same slow requests, while the pods that cut started become ready and lower the load
@@ -113,7 +116,8 @@ class PlannerSpec:
         if self.min_num_batched_tokens > self.max_num_batched_tokens_cap:
             raise ValueError("engine.maxNumBatchedTokens must be >= the tuner's floor (512)")
         if self.min_num_seqs > self.max_num_seqs_cap:
-            raise ValueError("engine.maxNumSeqs must be >= the tuner's floor (8)")
+            raise ValueError(f"batchTuning.minNumSeqs ({self.min_num_seqs}) must be <= engine.maxNumSeqs "
+                             f"({self.max_num_seqs_cap})")
 
     @property
     def itl_band(self) -> tuple[float, float] | None:
@@ -136,17 +140,18 @@ class PlannerSpec:
         engine = spec.get("engine") or {}
         seqs_cap = int(engine.get("maxNumSeqs", 256))
         tokens_cap = int(engine.get("maxNumBatchedTokens", 8192))
+        tuning = spec.get("batchTuning") or {}
         return cls(
             min_replicas=int(auto.get("minReplicas", 1)),
             max_replicas=int(auto.get("maxReplicas", 8)),
             ttft_slo_s=float(slo.get("ttftP95Ms", 500)) / 1000,
             itl_slo_s=float(slo.get("itlP95Ms", 50)) / 1000,
             scale_down_stabilization_s=float(auto.get("scaleDownStabilizationSeconds", 300)),
-            batch_tuning=bool((spec.get("batchTuning") or {}).get("enabled", True)),
+            batch_tuning=bool(tuning.get("enabled", True)),
             max_num_seqs_cap=seqs_cap,
             max_num_batched_tokens_cap=tokens_cap,
             min_num_batched_tokens=min(512, tokens_cap),
-            min_num_seqs=min(8, seqs_cap),
+            min_num_seqs=min(int(tuning.get("minNumSeqs", 8)), seqs_cap),
         )
 
 
@@ -241,7 +246,8 @@ def plan_replicas(snap: MetricsSnapshot, state: ReplicaState, spec: PlannerSpec)
         capacity, learned = min(capacity, per_replica * BREACH_CUT), "SLO breached: capacity cut"
         cut_time = snap.time
     elif suggested < capacity and load_ratio >= NEAR_SLO:
-        capacity, learned = max(suggested, capacity * CAPACITY_CUT), "latency nears the SLO: capacity lowered"
+        capacity, learned = max(suggested, capacity * _near_slo_cut(snap.time, state.last_time)), \
+            "latency nears the SLO: capacity lowered"
     elif suggested > capacity and load_ratio < COMFORTABLE and per_replica >= LOADED * capacity \
             and snap.waiting < ready:
         capacity += _raise_weight(per_replica, suggested) * (suggested - capacity)
@@ -328,6 +334,13 @@ def _raise_weight(carried: float, suggested: float) -> float:
     almost whole; one far below it is mostly extrapolation and moves the estimate a little (a fixed 0.3 before,
     which left an over-provisioned fleet learning for an hour: docs/autoscaling.md)."""
     return min(1.0, carried / suggested) ** 2
+
+
+def _near_slo_cut(now: float, last_time: float | None) -> float:
+    """The factor one near-SLO look may cut the estimate by: CAPACITY_CUT per CAPACITY_CUT_PERIOD_S since the last
+    look (a look after a longer gap cuts no more than one period's worth)."""
+    elapsed = CAPACITY_CUT_PERIOD_S if last_time is None else min(max(now - last_time, 0.0), CAPACITY_CUT_PERIOD_S)
+    return CAPACITY_CUT ** (elapsed / CAPACITY_CUT_PERIOD_S)
 
 
 def _clamp(n: int, spec: PlannerSpec) -> tuple[int, bool]:
