@@ -3,15 +3,35 @@
 # machine (python3 there has torch + triton; the server's pure-Python deps travel as wheels in .carry/wheels and
 # SmolLM2's config + tokenizer in .carry/smollm2; weights are random: speed does not depend on their values).
 #   run (carry [".carry"]):  [SHAPES="smollm2 qwen3-0.6b"] [LAYOUTS=true] [OUTPUTS="256 1024"] [REPEATS=3]
-#                            [PIN=2] [PROFILE=1] [TRACE_ROOT=/tmp] bash bench/serve_gpu.sh
+#                            [PIN=2] [PROFILE=1] [TRACE_ROOT=/tmp] [CHECK=1] [HOST_STEP=1] bash bench/serve_gpu.sh
 # SHAPES: smollm2 (the carried folder's own shape) or a model shape of bench/engine_throughput.py served with
 # SmolLM2's tokenizer. LAYOUTS are values of `shoal serve --engine-process`. Each run also traces the engine child's
 # loop; PIN=N runs the server and the offline engine on cores [0, N) and the clients on the rest; PROFILE=1 also writes a
-# cProfile of one offline run. Checks
-# first (every stream ended with usage and [DONE], tokens = 64 x output), then prints a table last.
+# cProfile of one offline run. CHECK=1 first runs greedy agreement with the CPU float32 path (bench/engine_gpu.py,
+# random Qwen3) and fails unless CUDA float32 agrees token for token, graphs with asynchronous scheduling and without;
+# HOST_STEP=1 also times each shape's host phases against its device time (bench/host_step.py). Checks first (every
+# stream ended with usage and [DONE], tokens = 64 x output), then prints a table last.
 set -euo pipefail
 python3 -m pip install --quiet --no-deps --no-index .carry/wheels/*.whl
 out=${OUT:-bench/results}
+if [ -n "${CHECK:-}" ]; then
+  PYTHONPATH=src python3 bench/engine_gpu.py --only agree --json "$out/agreement.json" \
+    --summary /tmp/agreement_summary.json > "$out/log_agreement.txt" 2>&1
+  python3 - "$out/agreement.json" <<'PY'
+import json, sys
+rows = json.load(open(sys.argv[1]))["agreement_random_qwen3"]
+for label in ("cuda float32, graphs", "cuda float32, graphs, sync"):
+    got, want = rows["prefix_agreement"][label], [rows["max_tokens"]] * len(rows["prefix_agreement"][label])
+    assert got == want, f"{label}: leading tokens equal to CPU float32 {got}, want {want}"
+print("agreement: CUDA float32 (graphs, async and sync) equals CPU float32 token for token:", rows["prefix_agreement"])
+PY
+fi
+for shape in ${HOST_STEP:+${SHAPES:-smollm2}}; do
+  shape_flag=$([ "$shape" = smollm2 ] || echo "--shape $shape")
+  # shellcheck disable=SC2086
+  PYTHONPATH=src python3 bench/host_step.py --model-dir .carry/smollm2 $shape_flag --output-tokens "${OUTPUTS%% *}" \
+    --out "$out/host_step_$shape.json" 2>&1 | tail -14
+done
 for shape in ${SHAPES:-smollm2}; do
   shape_flag=$([ "$shape" = smollm2 ] || echo "--shape $shape")
   for layout in ${LAYOUTS:-true}; do
