@@ -13,6 +13,16 @@ import torch
 ALIGN = 16  # bytes: every view starts aligned for any dtype it holds
 
 
+def regions(sizes: list[int], align: int) -> list[tuple[int, int]]:
+    """[start, end) of consecutive parts of the given sizes, each start a multiple of `align` elements."""
+    out, at = [], 0
+    for n in sizes:
+        at = -(-at // align) * align
+        out.append((at, at + n))
+        at += n
+    return out
+
+
 class PinnedStaging:
     def __init__(self, device: torch.device, slots: int = 3, initial_bytes: int = 1 << 20) -> None:
         self.device = device
