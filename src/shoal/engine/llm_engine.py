@@ -15,7 +15,7 @@ from shoal.engine.model_runner import ModelRunner, PendingTokens
 from shoal.engine.outputs import EngineStats, RequestMetrics, RequestOutput, RuntimeLimits, StepStats
 from shoal.engine.sampler import make_generator
 from shoal.engine.sampling_params import SamplingParams
-from shoal.engine.scheduler import Scheduler
+from shoal.engine.scheduler import ScheduledSeq, Scheduler
 from shoal.engine.sequence import Sequence, Status
 from shoal.engine.tokenizer import Tokenizer
 
@@ -104,6 +104,8 @@ class LLMEngine:
             params=params,
             metrics=RequestMetrics(arrival_time=arrival_time if arrival_time is not None else time.monotonic()),
             arrival_index=next(self._arrivals),
+            max_output_tokens=min(params.max_tokens, self.max_model_len - len(ids)),
+            stop_ids=frozenset(params.stop_token_ids).union(() if params.ignore_eos else self.eos_token_ids),
             detokenizer=IncrementalDetokenizer(self.tokenizer, ids, params.stop),
             generator=make_generator(params.seed, self.runner.device),
         )
@@ -172,37 +174,39 @@ class LLMEngine:
         self.prefix_cache_hits_total += plan.num_cached_tokens_hit
         if not plan.scheduled:
             return None
-        batch = sorted(plan.scheduled, key=lambda e: e.num_new_tokens != 1)  # decodes first (stable)
-        generators = []
-        for entry in batch:
-            metrics = entry.seq.metrics
-            if metrics.first_scheduled_time is None:
-                metrics.first_scheduled_time = t0
-            if entry.samples:
-                generators.append(entry.seq.generator)
+        batch = plan.scheduled  # decodes first, as the runner needs
+        generators = [e.seq.generator for e in batch if e.samples]
         tokens = self.runner.launch(batch, generators, self._in_flight.tokens if self._in_flight else None)
+        launched = self._advance(batch, tokens, t0)
+        self.prompt_tokens_total += launched.num_prompt
+        self.steps_total += 1
+        return launched
+
+    def _advance(self, batch: list[ScheduledSeq], tokens: PendingTokens, t0: float) -> _Launched:
+        """Move every launched sequence past the tokens it computes; a placeholder per sampled token."""
         retire = self.config.overlaps_steps
         bs = self.block_manager.block_size
+        step = tokens.step
         sampled: list[tuple[Sequence, int]] = []
         commits: list[Sequence] = []
         num_prompt = 0
         for entry in batch:
             seq, n = entry.seq, entry.num_new_tokens
             before = seq.num_computed_tokens
-            if before < len(seq.prompt_token_ids) or n > 1:
+            after = seq.num_computed_tokens = before + n
+            if n > 1 or before < len(seq.prompt_token_ids):
                 num_prompt += n
-            seq.num_computed_tokens = before + n
-            if (before + n) // bs > before // bs:
+                if seq.metrics.first_scheduled_time is None:  # a first step always computes prompt tokens
+                    seq.metrics.first_scheduled_time = t0
+            if after // bs > before // bs:
                 commits.append(seq)
             if entry.samples:
-                seq.pending_step, seq.pending_row = tokens.step, len(sampled)
-                sampled.append((seq, len(seq.output_token_ids)))
-                seq.output_token_ids.append(PENDING)
-                if retire and (len(seq.output_token_ids) >= seq.params.max_tokens
-                               or seq.num_tokens >= self.max_model_len):
+                out = seq.output_token_ids
+                seq.pending_step, seq.pending_row = step, len(sampled)
+                sampled.append((seq, len(out)))
+                out.append(PENDING)
+                if retire and len(out) >= seq.max_output_tokens:
                     self.scheduler.retire(seq)  # its in-flight token is surely its last: schedule it no more
-        self.prompt_tokens_total += num_prompt
-        self.steps_total += 1
         return _Launched(sampled, commits, tokens, num_prompt)
 
     def _resolve(self, done: _Launched, stream: bool, emit: Callable[[Sequence, int], object]
@@ -212,40 +216,40 @@ class LLMEngine:
         tokens = done.tokens.tolist()
         now = time.monotonic()
         self.device_wait_seconds_total += now - wait_from
-        live = [(seq, idx, tok) for (seq, idx), tok in zip(done.sampled, tokens) if seq.status is not Status.FINISHED]
-        for seq, idx, token in live:  # first every token, so that the commits below hash real ids
-            seq.output_token_ids[idx] = token
-            if seq.pending_step == done.tokens.step:
-                seq.pending_step = 0
+        step = done.tokens.step
+        live = []
+        for (seq, idx), token in zip(done.sampled, tokens):  # first every token, so that the commits hash real ids
+            if seq.status is not Status.FINISHED:
+                seq.output_token_ids[idx] = token
+                if seq.pending_step == step:
+                    seq.pending_step = 0
+                live.append((seq, idx, token))
         for seq in done.commits:
             if seq.status is not Status.FINISHED:
                 self.scheduler.commit(seq)
         outputs = []
         for seq, idx, token in live:
-            finished = self._check_finish(seq, idx, token, now)
-            if finished or stream:
+            if self._check_finish(seq, idx, token, now) or stream:
                 outputs.append(emit(seq, idx + 1))
         self.generation_tokens_total += len(live)
         return outputs, len(live), now - wait_from
 
     def _check_finish(self, seq: Sequence, idx: int, token: int, now: float) -> bool:
         """Account for output token `idx` of `seq` (now on the host); returns whether the request finished."""
-        if seq.metrics.first_token_time is None:
-            seq.metrics.first_token_time = now
-        params = seq.params
-        reason = None
-        if token in params.stop_token_ids or (not params.ignore_eos and token in self.eos_token_ids):
+        metrics = seq.metrics
+        if metrics.first_token_time is None:
+            metrics.first_token_time = now
+        if token in seq.stop_ids or seq.detokenizer.add([token]) is not None:
             reason = "stop"
-        elif seq.detokenizer.add([token]) is not None:
-            reason = "stop"
-        elif idx + 1 >= params.max_tokens or len(seq.prompt_token_ids) + idx + 1 >= self.max_model_len:
+        elif idx + 1 >= seq.max_output_tokens:
             reason = "length"
-        if reason is not None:
-            del seq.output_token_ids[idx + 1 :]  # a later launch's placeholder: its row is dropped when it resolves
-            self.scheduler.finish(seq, reason)
-            self.requests.pop(seq.request_id, None)
-            seq.metrics.finished_time = now
-        return reason is not None
+        else:
+            return False
+        del seq.output_token_ids[idx + 1 :]  # a later launch's placeholder: its row is dropped when it resolves
+        self.scheduler.finish(seq, reason)
+        self.requests.pop(seq.request_id, None)
+        metrics.finished_time = now
+        return True
 
     def _output(self, seq: Sequence, upto: int | None = None) -> RequestOutput:
         """The request's state through output token `upto` (default: all of them)."""

@@ -16,19 +16,16 @@ from shoal.engine.outputs import RuntimeLimits
 from shoal.engine.sequence import Sequence, Status
 
 
-@dataclass
+@dataclass(slots=True)
 class ScheduledSeq:
     seq: Sequence
     num_new_tokens: int  # tokens to compute this step, starting at seq.num_computed_tokens
-    samples: bool = False  # this step reaches the end of the sequence, so a token is sampled
-
-    def __post_init__(self) -> None:
-        self.samples = self.seq.num_computed_tokens + self.num_new_tokens == self.seq.num_tokens
+    samples: bool  # this step reaches the end of the sequence, so a token is sampled
 
 
-@dataclass
+@dataclass(slots=True)
 class SchedulerOutput:
-    scheduled: list[ScheduledSeq]
+    scheduled: list[ScheduledSeq]  # one-token entries (decodes) first, as the model runner needs; each part FCFS
     num_preempted: int
     num_cached_tokens_queried: int
     num_cached_tokens_hit: int
@@ -55,30 +52,11 @@ class Scheduler:
 
     def schedule(self) -> SchedulerOutput:
         limits = self.limits
-        budget = limits.max_num_batched_tokens
+        decodes: list[ScheduledSeq] = []
+        others: list[ScheduledSeq] = []
+        budget, num_preempted = self._schedule_running(limits.max_num_batched_tokens, decodes, others)
         bm = self.block_manager
-        scheduled: list[ScheduledSeq] = []
-        num_preempted = queried = hits = 0
-
-        i = 0
-        while i < len(self.running) and budget > 0:
-            seq = self.running[i]
-            n = min(seq.num_uncomputed_tokens, budget)
-            need = bm.blocks_needed(seq.block_table, seq.num_computed_tokens + n)
-            if need:  # most decode steps fit in the last block and skip all of this
-                while not bm.can_allocate(need) and self.running[-1] is not seq:
-                    self._preempt(self.running.pop())
-                    num_preempted += 1
-                if not bm.can_allocate(need):
-                    self.running.pop()  # seq is the newest left: it yields to the older ones
-                    self._preempt(seq)
-                    num_preempted += 1
-                    break
-                bm.allocate(seq.block_table, seq.num_computed_tokens + n)
-            scheduled.append(ScheduledSeq(seq, n))
-            budget -= n
-            i += 1
-
+        queried = hits = 0
         while self.waiting and budget > 0 and not num_preempted and len(self.running) < limits.max_num_seqs:
             seq = self.waiting[0]
             tokens = seq.all_token_ids
@@ -98,9 +76,45 @@ class Scheduler:
             hits += seq.num_computed_tokens
             seq.status = Status.RUNNING
             self.running.append(seq)
-            scheduled.append(ScheduledSeq(seq, n))
+            entry = ScheduledSeq(seq, n, seq.num_computed_tokens + n == len(tokens))
+            (decodes if n == 1 else others).append(entry)
             budget -= n
-        return SchedulerOutput(scheduled, num_preempted, queried, hits)
+        return SchedulerOutput(decodes + others if others else decodes, num_preempted, queried, hits)
+
+    def _schedule_running(self, budget: int, decodes: list[ScheduledSeq], others: list[ScheduledSeq]
+                          ) -> tuple[int, int]:
+        """Schedule running sequences FCFS, preempting the newest when blocks run out; (budget left, preempted).
+
+        Every step of every decoding sequence passes here, so the common case (the new token fits the last
+        block) costs no method call.
+        """
+        bm = self.block_manager
+        block_size = bm.block_size
+        running = self.running
+        num_preempted = 0
+        for seq in running:  # preemption pops only sequences after this one, which the loop then never reaches
+            if budget <= 0:
+                break
+            computed = seq.num_computed_tokens
+            total = len(seq.prompt_token_ids) + len(seq.output_token_ids)  # seq.num_tokens, without the call
+            n = total - computed
+            if n > budget:
+                n = budget
+            end = computed + n
+            if end > len(seq.block_table) * block_size:
+                need = bm.blocks_needed(seq.block_table, end)
+                while not bm.can_allocate(need) and running[-1] is not seq:
+                    self._preempt(running.pop())
+                    num_preempted += 1
+                if not bm.can_allocate(need):
+                    running.pop()  # seq is the newest left: it yields to the older ones
+                    self._preempt(seq)
+                    num_preempted += 1
+                    break
+                bm.allocate(seq.block_table, end)
+            (decodes if n == 1 else others).append(ScheduledSeq(seq, n, end == total))
+            budget -= n
+        return budget, num_preempted
 
     def _preempt(self, seq: Sequence) -> None:
         self.block_manager.free_table(seq.block_table)

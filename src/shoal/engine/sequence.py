@@ -27,6 +27,9 @@ class Sequence:
     output_token_ids: list[int] = field(default_factory=list)
     block_table: list[int] = field(default_factory=list)
     num_computed_tokens: int = 0  # tokens whose K/V sit in the cache
+    # Set by the engine at admission, so the per-token checks are one lookup each:
+    max_output_tokens: int = 0  # params.max_tokens, or fewer where the context ends first
+    stop_ids: frozenset[int] = frozenset()  # params.stop_token_ids, and the EOS ids unless params.ignore_eos
     finish_reason: str | None = None
     detokenizer: Any = None  # IncrementalDetokenizer
     generator: Any = None  # torch.Generator for a seeded request
