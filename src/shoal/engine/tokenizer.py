@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import json
+import logging
 from datetime import datetime
+from functools import cached_property
 from pathlib import Path
 
 from tokenizers import Tokenizer as _HFTokenizer
+from tokenizers import decoders
+
+log = logging.getLogger(__name__)
 
 
 class Tokenizer:
@@ -45,6 +50,25 @@ class Tokenizer:
     def decode(self, token_ids: list[int], skip_special_tokens: bool = True) -> str:
         return self._tok.decode(token_ids, skip_special_tokens=skip_special_tokens)
 
+    @cached_property
+    def byte_table(self) -> list[bytes] | None:
+        """Token id -> its bytes, for `decode(ids)` (special tokens skipped) of a pure byte-level BPE tokenizer.
+
+        Then decode(ids) == b"".join(table[i] for i in ids).decode("utf-8", "replace") for ids in
+        range(len(table)); None where the decoder is anything else, and callers use `decode`.
+        """
+        return byte_level_table(self._tok)
+
+    @cached_property
+    def whole_token_texts(self) -> list[str | None] | None:
+        """Per id of `byte_table`, its text where its bytes are whole characters (valid UTF-8, no U+FFFD), else None.
+
+        Such a token decodes alone: after any valid UTF-8, its text is what decoding both adds.
+        """
+        if self.byte_table is None:
+            return None
+        return [_whole_text(b) for b in self.byte_table]
+
     def apply_chat_template(self, messages: list[dict], add_generation_prompt: bool = True) -> str:
         if self.chat_template is None:
             raise ValueError("this model has no chat template (tokenizer_config.json has no chat_template)")
@@ -56,6 +80,50 @@ class Tokenizer:
             bos_token=self.bos_token or "",
             eos_token=self.eos_token or "",
         )
+
+
+def byte_level_table(tok: _HFTokenizer) -> list[bytes] | None:
+    """The bytes each id decodes to under a lone ByteLevel decoder, checked against the library; else None."""
+    if type(tok.decoder) is not decoders.ByteLevel:
+        log.debug("byte table: decoder is %s, not ByteLevel; detokenizing with the library decode",
+                  type(tok.decoder).__name__)
+        return None
+    to_byte = {c: b for b, c in _byte_alphabet().items()}
+    added = tok.get_added_tokens_decoder()
+    special = {t.content for t in added.values() if t.special}
+    size = max(tok.get_vocab_size(), *(i + 1 for i in added))
+    table = [_token_bytes(tok.id_to_token(i), special, to_byte) for i in range(size)]
+    # A guard against library behaviour this model of it misses: the whole vocabulary, one call and token by token.
+    ids = list(range(size))
+    whole = tok.decode(ids, skip_special_tokens=True) == b"".join(table).decode("utf-8", "replace")
+    if not whole or tok.decode_batch([[i] for i in ids]) != [b.decode("utf-8", "replace") for b in table]:
+        log.debug("byte table: differs from the library decode; detokenizing with the library decode")
+        return None
+    return table
+
+
+def _token_bytes(token: str | None, special: set[str], to_byte: dict[str, int]) -> bytes:
+    if token is None or token in special:  # decode(skip_special_tokens=True) drops both
+        return b""
+    try:
+        return bytes([to_byte[c] for c in token])
+    except KeyError:  # the ByteLevel decoder keeps a token with a character outside its alphabet as UTF-8
+        return token.encode()
+
+
+def _whole_text(data: bytes) -> str | None:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return text if text and "\ufffd" not in text else None
+
+
+def _byte_alphabet() -> dict[int, str]:
+    """GPT-2's byte -> printable character map: printable Latin-1 bytes stand for themselves, the rest map to 256+."""
+    kept = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    shifted = [b for b in range(256) if b not in kept]
+    return {**{b: chr(b) for b in kept}, **{b: chr(256 + n) for n, b in enumerate(shifted)}}
 
 
 def _token_text(value) -> str | None:
