@@ -63,6 +63,8 @@ def instrument(llm, timer: PhaseTimer) -> None:
     mr.sample_on_device = timer.wrap("logits sampling launch", mr.sample_on_device)
     detok.IncrementalDetokenizer.add = timer.wrap("detokenize", detok.IncrementalDetokenizer.add)
     mr.PendingTokens.tolist = timer.wrap("wait for tokens", mr.PendingTokens.tolist)
+    # launch (all) - runner launch (all) - schedule = the engine's own bookkeeping around the launch
+    runner.launch = timer.wrap("runner launch (all)", runner.launch)
     engine._launch = timer.wrap("launch (all)", engine._launch)
     engine._resolve = timer.wrap("resolve (all)", engine._resolve)
     engine._step = timer.wrap("step (all)", engine._step)
