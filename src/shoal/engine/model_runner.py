@@ -189,6 +189,7 @@ class ModelRunner:
         np.multiply(tables[rows, block], self.block_size, out=slots[:num])
         slots[:num] += offset
         np.add(pos, 1, out=a32[c0 : c0 + num])
+        # Graph layout: a row's entries past `width` keep what the staging buffer held; no context reaches them.
         a32[t0:t1].reshape(-1, cols)[:num, :width] = tables[rows, :width]
         lidx[:] = sampled if gather else ()
         d_fix[:], s_fix[:] = fdst, fsrc
