@@ -105,11 +105,12 @@ def graph_replay_ms(llm, batch: int, context: int, iters: int = 200) -> float | 
     if graphs is None or batch not in graphs.graphs:
         return None
     blocks = -(-context // runner.block_size)
-    table = torch.arange(batch * blocks, device=graphs.block_tables.device, dtype=torch.int32) % runner.num_blocks
-    graphs.block_tables[:batch, :blocks] = table.view(batch, blocks)
-    graphs.context_lens[:batch] = context
-    graphs.slot_mapping[:batch] = -1  # write no KV
-    graphs.positions[:batch] = context - 1
+    _, positions, slot_mapping, context_lens, block_tables = graphs.static_inputs(batch)  # this graph's inputs
+    table = torch.arange(batch * blocks, device=block_tables.device, dtype=torch.int32) % runner.num_blocks
+    block_tables[:, :blocks] = table.view(batch, blocks)
+    context_lens[:] = context
+    slot_mapping[:] = -1  # write no KV
+    positions[:] = context - 1
 
     def step():
         graphs.graphs[batch].replay()
