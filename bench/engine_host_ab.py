@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import itertools
+import json
 import random
 import statistics
 import sys
@@ -49,11 +50,17 @@ def load_engine(tree: str, args):
     finally:
         sys.path.pop(0)
     engine = llm.engine
-    pool = itertools.cycle(random.Random(1).sample(range(1000, 20000), 4096))
+    pool = itertools.cycle(random.Random(1).choices(token_range(engine), k=4096))
     engine.runner.launch = lambda batch, generators, pending=None: FakeTokens(
         [next(pool) for e in batch if e.samples])
     step = engine.step_deltas if args.mode == "deltas" else lambda: engine.step(stream=args.mode == "stream")
     return engine, engine_pkg.SamplingParams, step
+
+
+def token_range(engine) -> range:
+    """Ordinary token ids of this vocabulary (above the special ones at its start)."""
+    vocab = engine.model_config.vocab_size
+    return range(min(1000, vocab // 2), min(20000, vocab))
 
 
 def time_steady_steps(engine, params_cls, step, prompts, args, tag: str) -> float:
@@ -86,14 +93,16 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--async", dest="overlap", action="store_true", help="asynchronous scheduling, as on CUDA")
     ap.add_argument("--mode", default="deltas", choices=["deltas", "offline", "stream"],
                     help="step_deltas (the server's engine child), step(stream=False) (LLM.generate), step()")
+    ap.add_argument("--out", default=None, help="write the figures as JSON here")
     args = ap.parse_args(argv)
 
     import torch
 
     torch.set_num_threads(1)
-    rng = random.Random(0)
-    prompts = [[rng.randrange(1000, 20000) for _ in range(args.prompt_tokens)] for _ in range(args.seqs)]
     setups = [(tree, *load_engine(tree, args)) for tree in args.trees]
+    rng = random.Random(0)
+    ids = token_range(setups[0][1])
+    prompts = [rng.choices(ids, k=args.prompt_tokens) for _ in range(args.seqs)]
     times: dict[str, list[float]] = {tree: [] for tree in args.trees}
     for r in range(args.repeats + 2):  # the first two warm up
         for tree, engine, params_cls, step in setups if r % 2 == 0 else setups[::-1]:
@@ -108,6 +117,8 @@ def main(argv: list[str] | None = None) -> dict:
         result[tree] = {"min": values[0], "p25": values[len(values) // 4], "median": statistics.median(values)}
         print(f"  {tree:28s} min {values[0]:7.1f}  p25 {values[len(values) // 4]:7.1f}  "
               f"median {statistics.median(values):7.1f}  (min / peer's min {values[0] / peer:.2f})")
+    if args.out:
+        Path(args.out).write_text(json.dumps({"config": vars(args), "us_per_step": result}, indent=1))
     return result
 
 
