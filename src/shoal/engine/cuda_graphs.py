@@ -14,6 +14,7 @@ inputs arrive in two copies, with no device-side copies or fills.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -36,18 +37,19 @@ def padded_batch_size(sizes: list[int], n: int) -> int | None:
     return next((s for s in sizes if s >= n), None)
 
 
+@lru_cache(maxsize=1 << 14)  # called every decode step with a few recurring shapes
 def decode_regions(rows: int, cols: int, gather: int = 0, fix: int = 0
-                   ) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+                   ) -> tuple[tuple[tuple[int, int], ...], tuple[tuple[int, int], ...]]:
     """Where a pure-decode step's inputs sit, as [start, end) element ranges, in its two buffers.
 
     int64: input ids, positions, slots (`rows` each), the rows to sample (`gather`), pending-token
     destinations and sources (`fix` each). int32: context lengths (`rows`), block tables [rows, cols].
     Every part starts 16-byte aligned (Triton compiles a kernel variant per pointer alignment).
     """
-    return regions([rows, rows, rows, gather, fix, fix], 2), regions([rows, rows * cols], 4)
+    return tuple(regions([rows, rows, rows, gather, fix, fix], 2)), tuple(regions([rows, rows * cols], 4))
 
 
-def pad_decode_rows(a64: np.ndarray, a32: np.ndarray, r64: list, r32: list, n: int, width: int) -> None:
+def pad_decode_rows(a64: np.ndarray, a32: np.ndarray, r64: tuple, r32: tuple, n: int, width: int) -> None:
     """Write the padding rows n.. of a decode layout (`decode_regions`): token 0 at position 0, no KV slot
     (-1), length 0.
 
@@ -72,7 +74,7 @@ class StagedDecode:
 
     n: int
     bs: int
-    r64: list[tuple[int, int]]  # decode_regions(bs, max_blocks, gather, fix)[0]
+    r64: tuple[tuple[int, int], ...]  # decode_regions(bs, max_blocks, gather, fix)[0]
     host64: torch.Tensor  # [r64[-1][1]] int64, laid out by r64
     host32: torch.Tensor  # int32, laid out by decode_regions(bs, max_blocks)[1]
 
@@ -88,6 +90,8 @@ class DecodeGraphs:
         r64, r32 = decode_regions(top, cols, top, top)
         self.buf64 = torch.zeros(r64[-1][1], dtype=torch.int64, device=device)
         self.buf32 = torch.zeros(r32[-1][1], dtype=torch.int32, device=device)
+        # the int32 part of each size's layout (lengths, tables) has a fixed size: its copy target, made once
+        self._dst32 = {bs: self.buf32[: decode_regions(bs, cols)[1][-1][1]] for bs in self.sizes}
         self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
         self.outputs: dict[int, torch.Tensor] = {}
         self._args: dict[int, tuple] = {}
@@ -134,7 +138,7 @@ class DecodeGraphs:
         step's sampled tensor; returns the rows to sample, or None when every row samples."""
         n, r64 = staged.n, staged.r64
         self.buf64[: staged.host64.shape[0]].copy_(staged.host64, non_blocking=True)
-        self.buf32[: staged.host32.shape[0]].copy_(staged.host32, non_blocking=True)
+        self._dst32[staged.bs].copy_(staged.host32, non_blocking=True)
         (i0, _), _, _, (g0, g1), (d0, d1), (s0, s1) = r64
         if d1 > d0:
             gather_pending(self.buf64[i0 : i0 + n], pending_tokens, self.buf64[d0:d1], self.buf64[s0:s1], n)

@@ -191,8 +191,10 @@ class ModelRunner:
         np.add(pos, 1, out=a32[c0 : c0 + num])
         # Graph layout: a row's entries past `width` keep what the staging buffer held; no context reaches them.
         a32[t0:t1].reshape(-1, cols)[:num, :width] = tables[rows, :width]
-        lidx[:] = sampled if gather else ()
-        d_fix[:], s_fix[:] = fdst, fsrc
+        if gather:
+            lidx[:] = sampled
+        if fdst:
+            d_fix[:], s_fix[:] = fdst, fsrc
         if bs is not None:
             pad_decode_rows(a64, a32, r64, r32, num, width)
             return StagedDecode(num, bs, r64, h64, h32), None, num_samples
