@@ -8,7 +8,8 @@
 # SmolLM2's tokenizer. LAYOUTS are values of `shoal serve --engine-process`. Each run also traces the engine child's
 # loop; PIN=N runs the server and the offline engine on cores [0, N) and the clients on the rest; PROFILE=1 also writes a
 # cProfile of one offline run. CHECK=1 first runs greedy agreement with the CPU float32 path (bench/engine_gpu.py,
-# random Qwen3) and fails unless CUDA float32 agrees token for token, graphs with asynchronous scheduling and without;
+# random Qwen3) and fails unless CUDA float32 agrees token for token, graphs with asynchronous scheduling and without,
+# then compares every step's inputs with the former _prepare (bench/step_inputs_gpu.py check);
 # HOST_STEP=1 also times each shape's host phases against its device time (bench/host_step.py). Checks first (every
 # stream ended with usage and [DONE], tokens = 64 x output), then prints a table last.
 set -euo pipefail
@@ -25,6 +26,8 @@ for label in ("cuda float32, graphs", "cuda float32, graphs, sync"):
     assert got == want, f"{label}: leading tokens equal to CPU float32 {got}, want {want}"
 print("agreement: CUDA float32 (graphs, async and sync) equals CPU float32 token for token:", rows["prefix_agreement"])
 PY
+  # every step's inputs, the decode graphs' static buffers included, against the former _prepare
+  PYTHONPATH=src python3 bench/step_inputs_gpu.py check .carry/smollm2 2>&1 | tail -4
 fi
 for shape in ${HOST_STEP:+${SHAPES:-smollm2}}; do
   shape_flag=$([ "$shape" = smollm2 ] || echo "--shape $shape")
