@@ -106,11 +106,12 @@ def graph_replay_ms(llm, batch: int, context: int, iters: int = 200) -> float | 
         return None
     blocks = -(-context // runner.block_size)
     _, positions, slot_mapping, context_lens, block_tables = graphs.static_inputs(batch)  # this graph's inputs
-    table = torch.arange(batch * blocks, device=block_tables.device, dtype=torch.int32) % runner.num_blocks
-    block_tables[:, :blocks] = table.view(batch, blocks)
-    context_lens[:] = context
-    slot_mapping[:] = -1  # write no KV
-    positions[:] = context - 1
+    with torch.inference_mode():  # the buffers were made under inference mode: only written to there
+        table = torch.arange(batch * blocks, device=block_tables.device, dtype=torch.int32) % runner.num_blocks
+        block_tables[:, :blocks] = table.view(batch, blocks)
+        context_lens[:] = context
+        slot_mapping[:] = -1  # write no KV
+        positions[:] = context - 1
 
     def step():
         graphs.graphs[batch].replay()

@@ -6,7 +6,8 @@
 #                            [PIN=2] [PROFILE=1] [TRACE_ROOT=/tmp] [CHECK=1] [HOST_STEP=1] bash bench/serve_gpu.sh
 # SHAPES: smollm2 (the carried folder's own shape) or a model shape of bench/engine_throughput.py served with
 # SmolLM2's tokenizer. LAYOUTS are values of `shoal serve --engine-process`. Each run also traces the engine child's
-# loop; PIN=N runs the server and the offline engine on cores [0, N) and the clients on the rest; PROFILE=1 also writes a
+# loop; PIN=N runs the server and the offline engine on the first N physical cores (their hyperthreads included)
+# and the clients on the other cores; PROFILE=1 also writes a
 # cProfile of one offline run. CHECK=1 first runs greedy agreement with the CPU float32 path (bench/engine_gpu.py,
 # random Qwen3) and fails unless CUDA float32 agrees token for token, graphs with asynchronous scheduling and without,
 # then compares every step's inputs with the former _prepare (bench/step_inputs_gpu.py check);

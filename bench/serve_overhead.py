@@ -89,6 +89,21 @@ async def http_run(url: str, model: str, prompts: list[list[int]], output_tokens
 CLIENT_CORES: set[int] = set()  # where client processes run when the server is pinned (--pin-server-cores)
 
 
+def split_cores(physical: int) -> tuple[set[int], set[int]]:
+    """(server CPUs, client CPUs): every hardware thread of the first `physical` cores for the server, the CPUs of
+    all other cores for the clients, so that no client runs on a hyperthread sibling of the engine's core."""
+    cores: dict[str, set[int]] = {}
+    for cpu in sorted(os.sched_getaffinity(0)):
+        siblings = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list")
+        key = siblings.read_text().strip() if siblings.exists() else str(cpu)  # unknown topology: one CPU a core
+        cores.setdefault(key, set()).add(cpu)
+    groups = sorted(cores.values(), key=min)
+    if physical >= len(groups):
+        raise ValueError(f"--pin-server-cores {physical}: this machine has {len(groups)} cores, leave some to clients")
+    server = set().union(*groups[:physical])
+    return server, set().union(*groups[physical:])
+
+
 def pin(pid: int, cores: set[int]) -> None:
     """Every thread of process `pid` onto `cores` (Linux affinity is per thread)."""
     for tid in os.listdir(f"/proc/{pid}/task"):
@@ -260,8 +275,9 @@ def main() -> int:
                         help="record the engine child's loop (SHOAL_ENGINE_TRACE) and summarise it per HTTP run: "
                              "steps, time per step and its parts, how long the batch took to fill")
     parser.add_argument("--pin-server-cores", type=int, default=0,
-                        help="run the server's processes and the offline engine on cores [0, N) and the client "
-                             "processes on the others, as when clients are other machines (0: no pinning)")
+                        help="run the server's processes and the offline engine on the first N physical cores (all "
+                             "their hardware threads) and the client processes on the other cores, as when clients "
+                             "are other machines (0: no pinning)")
     parser.add_argument("--profile-offline", type=Path, default=None,
                         help="after the repeats, profile one offline run (cProfile) and write the top functions here")
     parser.add_argument("--shape", default=None,
@@ -309,8 +325,10 @@ def main() -> int:
             http_load(server.url, model, prompts, args.output_tokens, args.client_procs)
         server_pids = server_processes(server.proc.pid)
         if args.pin_server_cores:
-            server_cores = set(range(args.pin_server_cores))
-            CLIENT_CORES.update(set(range(os.cpu_count())) - server_cores)
+            server_cores, client_cores = split_cores(args.pin_server_cores)
+            CLIENT_CORES.update(client_cores)
+            print(f"server and offline engine on CPUs {sorted(server_cores)}, clients on {sorted(client_cores)}",
+                  flush=True)
             for pid in server_pids.values():
                 pin(pid, server_cores)
             pin(os.getpid(), server_cores)  # the offline engine steps in this process

@@ -41,6 +41,8 @@ class LLMEngine:
         self.model_config = ModelConfig.from_dir(model_dir)
         has_tokenizer = (model_dir / "tokenizer.json").is_file()
         self.tokenizer = Tokenizer(model_dir, self.model_config.eos_token_ids) if has_tokenizer else None
+        if self.tokenizer is not None:
+            self.tokenizer.whole_token_texts  # the detokenizer's tables, built and checked now (~0.15 s), not in a step
         eos = self.model_config.eos_token_ids + (self.tokenizer.eos_token_ids if self.tokenizer else ())
         self.eos_token_ids = frozenset(eos)
         self.runner = ModelRunner(config, self.model_config)
