@@ -339,8 +339,8 @@ def _raise_weight(carried: float, suggested: float) -> float:
 def _near_slo_cut(now: float, last_time: float | None) -> float:
     """The factor one near-SLO look may cut the estimate by: CAPACITY_CUT per CAPACITY_CUT_PERIOD_S since the last
     look (a look after a longer gap cuts no more than one period's worth)."""
-    elapsed = CAPACITY_CUT_PERIOD_S if last_time is None else min(max(now - last_time, 0.0), CAPACITY_CUT_PERIOD_S)
-    return CAPACITY_CUT ** (elapsed / CAPACITY_CUT_PERIOD_S)
+    periods = 1.0 if last_time is None else max(now - last_time, 0.0) / CAPACITY_CUT_PERIOD_S
+    return CAPACITY_CUT ** (1.0 if periods > 1 - 1e-9 else periods)  # 14.999999999 s (float time sums): a period
 
 
 def _clamp(n: int, spec: PlannerSpec) -> tuple[int, bool]:
