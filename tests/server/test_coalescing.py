@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_the_engine_pipe_holds_many_steps_without_a_reader():
     import os
+    import pickle
 
     from shoal.engine.server.engine_pipe import PIPE_BYTES, enlarge
 
@@ -30,9 +31,11 @@ def test_the_engine_pipe_holds_many_steps_without_a_reader():
         max_size = int(open("/proc/sys/fs/pipe-max-size").read())
         assert size >= min(PIPE_BYTES, max_size) > 65536
         os.set_blocking(write_fd, False)  # a write that would block raises instead of hanging the test
-        step = ("step", [(f"r{i}", [1], "a", False, None, (0.0, None, None, None)) for i in range(64)], [], None,
+        # a decode step of 64 requests as the child sends it (engine_process.py): numbers, tokens, texts
+        step = ("step", list(range(1000, 1064)), list(range(5000, 5064)), None, ["word"] * 64, [], [], None,
                 (64, 0, 0.1, 0, 0, 0, 0, 0, None, 1), 0)
-        for _ in range(size // 4096 - 1):  # ~3 KB a step of 64 requests: a couple of hundred steps fit
+        assert len(pickle.dumps(step, protocol=pickle.HIGHEST_PROTOCOL)) < 1024
+        for _ in range(size // 4096 - 1):  # a page a write at most: hundreds of steps fit, the engine need not wait
             write_message(write_fd, step)
     finally:
         os.close(read_fd)

@@ -12,7 +12,7 @@ from shoal.engine.block_manager import BlockManager
 from shoal.engine.config import EngineConfig, ModelConfig
 from shoal.engine.detokenizer import IncrementalDetokenizer
 from shoal.engine.model_runner import ModelRunner, PendingTokens
-from shoal.engine.outputs import EngineStats, RequestMetrics, RequestOutput, RuntimeLimits, StepStats
+from shoal.engine.outputs import EngineStats, RequestMetrics, RequestOutput, RuntimeLimits, StepDeltas, StepStats
 from shoal.engine.sampler import make_generator
 from shoal.engine.sampling_params import SamplingParams
 from shoal.engine.scheduler import ScheduledSeq, Scheduler
@@ -137,14 +137,17 @@ class LLMEngine:
         """
         return self._step(stream, self._output)
 
-    def step_deltas(self) -> list[tuple]:
-        """step() for a process boundary: per request that got tokens, the tuple (request_id, new_token_ids,
-        new_text, finished, finish_reason, (arrival, first_scheduled, first_token, finished) times).
+    def step_deltas(self, deltas: StepDeltas | None = None) -> StepDeltas:
+        """step() for a process boundary: what is new for each request that got tokens, as the flat lists of
+        `StepDeltas` (into `deltas` when given), not a RequestOutput per request.
 
-        No RequestOutput per token: building one (a copy of every token so far, a dataclass) and then its tuple
-        cost ~6.5 us a request per step on the host, which a small model's GPU step cannot hide.
+        Building a RequestOutput (a copy of every token so far, a dataclass) per token, and pickling a tuple with a
+        request id string per request, cost several us a request per step on the host, which a small model's GPU
+        step cannot hide.
         """
-        return self._step(True, self._delta)
+        deltas = StepDeltas() if deltas is None else deltas
+        self._step(True, deltas.add)
+        return deltas
 
     def _step(self, stream: bool, emit: Callable[[Sequence, int], object]) -> list:
         t0 = time.monotonic()
@@ -272,18 +275,6 @@ class LLMEngine:
         seq.num_sent_tokens = len(token_ids)
         seq.num_sent_chars = len(text)
         return out
-
-    def _delta(self, seq: Sequence, upto: int) -> tuple:
-        """What `_output` would add since the last output, as a plain tuple (see step_deltas)."""
-        finished = seq.finish_reason is not None
-        text = seq.detokenizer.visible_text(finished)
-        new_ids = seq.output_token_ids[seq.num_sent_tokens : upto]
-        new_text = text[seq.num_sent_chars :]
-        seq.num_sent_tokens += len(new_ids)
-        seq.num_sent_chars = len(text)
-        m = seq.metrics
-        return (seq.request_id, new_ids, new_text, finished, seq.finish_reason,
-                (m.arrival_time, m.first_scheduled_time, m.first_token_time, m.finished_time))
 
     # -- limits and statistics ---------------------------------------------------------
     @property

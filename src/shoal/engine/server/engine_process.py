@@ -3,14 +3,25 @@
 In one process the HTTP event loop and the engine's Python (scheduling, sampling bookkeeping, detokenizing) take
 turns on one GIL, so every microsecond spent streaming a token is a microsecond the engine does not step: with a
 small model on a fast GPU that costs ~40% of the throughput. Here the child runs `LLMEngine` and sends one message
-per step holding only what is new (token ids and text deltas); the parent's event loop reads them (engine_pipe.py)
-and hands each request the outputs that arrived since it last looked, as one output, so both sides run in parallel
-and a stream that fell behind catches up in one chunk. Same interface as `shoal.engine.AsyncLLM` (INTERFACES.md).
+per step holding only what is new (`StepDeltas`: flat lists of request numbers, token ids and text deltas); the
+parent's event loop reads them (engine_pipe.py) and hands each request the outputs that arrived since it last
+looked, as one output, so both sides run in parallel and a stream that fell behind catches up in one chunk.
+Same interface as `shoal.engine.AsyncLLM` (INTERFACES.md); an output's `metrics` are filled in when it finishes.
+
+Each system call is host time a small model's GPU step cannot spare, so the child makes one per step (its message)
+plus one per command: the parent counts the commands it sends in shared memory, and the child reads the pipe only
+when that count is ahead of what it took, instead of polling it every step.
+
+A step with prompts runs the model eagerly (decode steps replay CUDA graphs), and its kernel launches cost tens of
+ms of host time on a GPU host (bench/RESULTS.md), whatever the number of prompts. So an idle child that a request
+wakes keeps taking the requests that follow within `admission_window_s` of each other (`gather_burst`) before its
+first step: a burst of requests, which the HTTP side hands over one by one, shares one prefill step.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import multiprocessing
 import time
@@ -19,7 +30,8 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shoal.engine.outputs import EngineStats, RequestMetrics, RequestOutput, RuntimeLimits, StepStats
+from shoal.engine.outputs import (EngineStats, RequestMetrics, RequestOutput, RuntimeLimits, StepDeltas, StepStats,
+                                  split_deltas)
 from shoal.engine.sampling_params import SamplingParams
 from shoal.engine.server.engine_pipe import MessageReader, enlarge, write_message
 from shoal.engine.server.step_trace import StepTrace
@@ -29,25 +41,60 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class _Stream:
+    request_id: str
     prompt_ids: list[int]
+    metrics: RequestMetrics
     token_ids: list[int] = field(default_factory=list)
     text: str = ""
-    pending: list[tuple] = field(default_factory=list)  # compact outputs not yet taken by the request
+    new_ids: list[int] = field(default_factory=list)  # arrived, not yet taken by the request
+    new_text: str = ""
+    finish_reason: str | None = None  # arrived with the last tokens
     error: BaseException | None = None  # ends the request; outputs still pending are dropped
     waiter: asyncio.Future | None = None  # set while the request waits for something to arrive
 
-    def deliver(self, item: tuple | BaseException) -> None:
-        if isinstance(item, BaseException):
-            self.error = item
-        else:
-            self.pending.append(item)
+    @property
+    def has_news(self) -> bool:
+        return bool(self.new_ids or self.new_text or self.finish_reason or self.error)
+
+    def deliver(self, new_ids: list[int], new_text: str) -> None:
+        self.new_ids += new_ids
+        self.new_text += new_text
+        self._wake()
+
+    def deliver_one(self, token: int, text: str) -> None:
+        self.new_ids.append(token)
+        self.new_text += text
+        self._wake()
+
+    def finish(self, reason: str, times: tuple) -> None:
+        self.finish_reason = reason
+        self.metrics = RequestMetrics(*times)
+        self._wake()
+
+    def fail(self, error: BaseException) -> None:
+        self.error = error
+        self._wake()
+
+    def take(self) -> RequestOutput:
+        """What came since the request last looked, as one RequestOutput (fell behind: one output for several)."""
+        new_ids, new_text = self.new_ids, self.new_text
+        self.new_ids, self.new_text = [], ""
+        self.token_ids += new_ids
+        self.text += new_text
+        return RequestOutput(self.request_id, self.prompt_ids, self.token_ids, self.text, new_ids, new_text,
+                             self.finish_reason is not None, self.finish_reason, self.metrics)
+
+    def _wake(self) -> None:
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_result(None)
 
 
 class EngineProcess:
     def __init__(self, model_dir, max_num_seqs: int = 256, max_num_batched_tokens: int = 8192,
-                 block_size: int = 16, **engine_kwargs) -> None:
+                 block_size: int = 16, admission_window_s: float = 0.002, **engine_kwargs) -> None:
+        if not 0 <= admission_window_s <= 1:
+            raise ValueError(f"admission_window_s must be in [0, 1] seconds, got {admission_window_s}")
+        self._window_s = admission_window_s
         self.model_dir = Path(model_dir)
         self.model_name = self.model_dir.name
         self.capacity = RuntimeLimits(max_num_seqs, max_num_batched_tokens)
@@ -55,7 +102,9 @@ class EngineProcess:
         self._block_size = block_size
         self._kwargs = {"max_num_seqs": max_num_seqs, "max_num_batched_tokens": max_num_batched_tokens,
                         "block_size": block_size, **engine_kwargs}
-        self._streams: dict[str, _Stream] = {}
+        self._streams: dict[int, _Stream] = {}  # by the number the child knows the request by
+        self._numbers: dict[str, int] = {}  # request id -> that number
+        self._next_number = itertools.count()
         self._listeners: list[Callable[[StepStats], None]] = []
         self._stats: EngineStats | None = None
         self._pending_adds = 0  # sent to the child, not yet reflected in its statistics
@@ -72,7 +121,10 @@ class EngineProcess:
         ctx = multiprocessing.get_context("spawn")  # a forked child would inherit the parent's threads
         cmd_recv, self._cmd_send = ctx.Pipe(duplex=False)
         self._out_recv, out_send = ctx.Pipe(duplex=False)
-        self._proc = ctx.Process(target=_engine_main, args=(str(self.model_dir), self._kwargs, cmd_recv, out_send),
+        self._num_sent = ctx.RawValue("Q", 0)  # commands sent so far, read by the child without a system call
+        self._proc = ctx.Process(target=_engine_main,
+                                 args=(str(self.model_dir), self._kwargs, cmd_recv, self._num_sent, out_send,
+                                       self._window_s),
                                  name="shoal-engine", daemon=True)
         self._proc.start()
         cmd_recv.close()
@@ -104,17 +156,20 @@ class EngineProcess:
         """Stream this request's outputs; stopping the iteration (or cancelling it) aborts the request."""
         if self._failure is not None:
             raise RuntimeError(f"the engine process failed: {self._failure}")
-        if request_id in self._streams:
+        if request_id in self._numbers:
             raise ValueError(f"request_id {request_id!r} is already in use")
         ids = self.tokenizer.encode(prompt) if isinstance(prompt, str) else list(prompt)
-        stream = _Stream(ids)
-        self._streams[request_id] = stream
+        arrival = time.monotonic()
+        number = next(self._next_number)
+        stream = _Stream(request_id, ids, RequestMetrics(arrival))
+        self._streams[number] = stream
+        self._numbers[request_id] = number
         self._pending_adds += 1
-        self._send(("add", request_id, ids, params, time.monotonic()))
+        self._send(("add", number, ids, params, arrival))
         finished = False
         try:
             while True:
-                if not stream.pending and stream.error is None:
+                if not stream.has_news:
                     stream.waiter = self._loop.create_future()
                     try:
                         await stream.waiter
@@ -123,22 +178,23 @@ class EngineProcess:
                 if stream.error is not None:
                     finished = True
                     raise stream.error
-                items, stream.pending = stream.pending, []
-                out = _take(request_id, stream, items)  # fell behind: one output for all that came
+                out = stream.take()
                 finished = out.finished
                 yield out
                 if finished:
                     return
         finally:
-            self._streams.pop(request_id, None)
+            self._streams.pop(number, None)
+            self._numbers.pop(request_id, None)
             if not finished and self._failure is None:
-                self._send(("abort", request_id))
+                self._send(("abort", number))
 
     def abort(self, request_id: str) -> None:
-        if request_id in self._streams:
-            self._send(("abort", request_id))
+        if (number := self._numbers.get(request_id)) is not None:
+            self._send(("abort", number))
 
     def _send(self, command: tuple) -> None:
+        self._num_sent.value += 1  # counted first: the child then waits in recv() for a message still being written
         self._cmd_send.send(command)
 
     # -- messages from the child, handled in the event loop ------------------------------------------
@@ -165,20 +221,28 @@ class EngineProcess:
         log.error("engine process failed: %s", reason)
         self._failure = reason
         for stream in self._streams.values():
-            stream.deliver(RuntimeError(f"the engine process failed: {reason}"))
+            stream.fail(RuntimeError(f"the engine process failed: {reason}"))
 
-    def _on_step(self, outputs: list, errors: list, step_stats: tuple | None, stats: tuple,
-                 num_added: int) -> None:
+    def _on_step(self, numbers: list[int], token_ids: list[int], counts: list[int] | None, texts: list[str],
+                 finished: list[tuple], errors: list, step_stats: tuple | None, stats: tuple, num_added: int) -> None:
         self._stats = EngineStats(*stats)
         step_stats = step_stats and StepStats(*step_stats)
         self._pending_adds -= num_added
         streams = self._streams
-        for compact in outputs:
-            if (stream := streams.get(compact[0])) is not None:
-                stream.deliver(compact)
-        for rid, error in errors:
-            if (stream := streams.get(rid)) is not None:
-                stream.deliver(ValueError(error))
+        if counts is None:  # a token each: the common case, without slicing
+            for number, token, text in zip(numbers, token_ids, texts):
+                if (stream := streams.get(number)) is not None:
+                    stream.deliver_one(token, text)
+        else:
+            for number, new_ids, text in split_deltas(numbers, token_ids, counts, texts):
+                if (stream := streams.get(number)) is not None:
+                    stream.deliver(new_ids, text)
+        for number, reason, times in finished:
+            if (stream := streams.get(number)) is not None:
+                stream.finish(reason, times)
+        for number, error in errors:
+            if (stream := streams.get(number)) is not None:
+                stream.fail(ValueError(error))
         if step_stats is not None:
             for fn in list(self._listeners):
                 try:
@@ -223,7 +287,7 @@ class EngineProcess:
         return self._proc is not None and self._proc.is_alive() and self._failure is None
 
 
-def _engine_main(model_dir: str, kwargs: dict, commands, outputs) -> None:
+def _engine_main(model_dir: str, kwargs: dict, commands, num_sent, outputs, window_s: float) -> None:
     """The child: build the engine, then apply commands and step, one message back per iteration."""
     import signal
     import threading
@@ -232,13 +296,14 @@ def _engine_main(model_dir: str, kwargs: dict, commands, outputs) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # off the main thread, as AsyncLLM runs it: CPU steps measured 1.2-4x faster there (bench/RESULTS.md)
-    loop = threading.Thread(target=_step_loop, args=(model_dir, kwargs, commands, outputs.fileno()),
+    loop = threading.Thread(target=_step_loop,
+                            args=(model_dir, kwargs, commands, num_sent, outputs.fileno(), window_s),
                             name="shoal-engine-steps")
     loop.start()
     loop.join()
 
 
-def _step_loop(model_dir: str, kwargs: dict, commands, out_fd: int) -> None:
+def _step_loop(model_dir: str, kwargs: dict, commands, num_sent, out_fd: int, window_s: float) -> None:
     from shoal.engine.config import EngineConfig
     from shoal.engine.llm_engine import LLMEngine
 
@@ -258,25 +323,30 @@ def _step_loop(model_dir: str, kwargs: dict, commands, out_fd: int) -> None:
         torch.set_num_threads(1)
     write_message(out_fd, ("ready", engine.max_model_len, engine.runtime_limits, engine.stats()))
     trace = StepTrace.from_env()
+    num_taken = 0
     try:
         while True:
             wall, t0 = time.time(), time.perf_counter()  # clock reads cost ~0.1 us: taken traced or not
-            batch = [commands.recv()] if not engine.has_unfinished() else []  # idle: block for work
-            t_work = time.perf_counter()
-            while commands.poll():
+            batch = []
+            if not engine.has_unfinished():  # idle: block for work, then for the rest of a burst
                 batch.append(commands.recv())
-            results, errors, num_added = [], [], 0
+                num_taken += 1 + gather_burst(commands, batch, window_s, engine.runtime_limits.max_num_seqs)
+            t_work = time.perf_counter()
+            while num_taken < num_sent.value:  # a shared-memory read per step, not a poll() system call
+                batch.append(commands.recv())
+                num_taken += 1
+            deltas, errors, num_added = StepDeltas(), [], 0
             for command in batch:
                 if command[0] == "add":
-                    _, rid, ids, params, arrival = command
+                    _, number, ids, params, arrival = command
                     num_added += 1
                     try:
-                        engine.add_request(rid, ids, params, arrival_time=arrival)
+                        engine.add_request(number, ids, params, arrival_time=arrival)
                     except ValueError as exc:
-                        errors.append((rid, str(exc)))
+                        errors.append((number, str(exc)))
                 elif command[0] == "abort":
                     if (out := engine.abort(command[1])) is not None:
-                        results.append(_compact(out))
+                        deltas.add_output(out)
                 elif command[0] == "limits":
                     engine.set_runtime_limits(command[1], command[2])
                 elif command[0] == "stop":
@@ -289,11 +359,11 @@ def _step_loop(model_dir: str, kwargs: dict, commands, out_fd: int) -> None:
             t1 = time.perf_counter()
             step_stats = None
             if engine.has_unfinished():
-                results += engine.step_deltas()  # already the compact tuples _take reads
+                engine.step_deltas(deltas)
                 step_stats = engine.last_step_stats
             t2 = time.perf_counter()
             # statistics as plain tuples: pickling two dataclasses cost more than the step's 64 outputs together
-            write_message(out_fd, ("step", results, errors, step_stats and _fields(step_stats),
+            write_message(out_fd, ("step", *deltas.as_tuple(), errors, step_stats and _fields(step_stats),
                                    _fields(engine.stats()), num_added))
             if trace is not None and step_stats is not None:
                 trace.record(wall, (t0, t_work, t1, t2, time.perf_counter()), step_stats.device_wait_seconds,
@@ -302,26 +372,19 @@ def _step_loop(model_dir: str, kwargs: dict, commands, out_fd: int) -> None:
         write_message(out_fd, ("failed", traceback.format_exc()))
 
 
+def gather_burst(commands, batch: list, window_s: float, max_adds: int, clock=time.monotonic) -> int:
+    """Append to `batch` the commands that keep arriving within `window_s` of each other (at most 25 windows in all,
+    and no more once it holds `max_adds` requests); returns how many were taken."""
+    taken, adds, deadline = 0, sum(c[0] == "add" for c in batch), clock() + 25 * window_s
+    while window_s > 0 and adds < max_adds:
+        wait = min(window_s, deadline - clock())
+        if wait <= 0 or not commands.poll(wait):
+            break
+        batch.append(commands.recv())
+        taken += 1
+        adds += batch[-1][0] == "add"
+    return taken
+
+
 def _fields(stats: EngineStats | StepStats) -> tuple:
     return tuple(vars(stats).values())  # in field order; the parent rebuilds the dataclass from them
-
-
-def _take(request_id: str, stream: _Stream, items: list[tuple]) -> RequestOutput:
-    """The compact outputs that came since the request last looked, as one RequestOutput (the newest's state)."""
-    if len(items) == 1:  # kept up: the common case
-        new_ids, new_text = items[0][1], items[0][2]
-    else:
-        new_ids = [token for item in items for token in item[1]]
-        new_text = "".join(item[2] for item in items)
-    stream.token_ids.extend(new_ids)
-    stream.text += new_text
-    _, _, _, finished, reason, times = items[-1]
-    return RequestOutput(request_id, stream.prompt_ids, stream.token_ids, stream.text, new_ids, new_text, finished,
-                         reason, RequestMetrics(*times))
-
-
-def _compact(out: RequestOutput) -> tuple:
-    """A RequestOutput as the tuple LLMEngine.step_deltas gives."""
-    m = out.metrics
-    return (out.request_id, out.new_token_ids, out.new_text, out.finished, out.finish_reason,
-            (m.arrival_time, m.first_scheduled_time, m.first_token_time, m.finished_time))
