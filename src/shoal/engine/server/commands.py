@@ -46,6 +46,9 @@ FLAGS: tuple[tuple[str, object, object, str], ...] = (
     ("--engine-process", parse_bool, False,
      "run the engine's step loop in a child process so HTTP streaming and stepping share no GIL (true/false; "
      "meant for GPUs: on a few CPU cores the child's torch threads and the HTTP process contend)"),
+    ("--admission-window-ms", float, 2.0,
+     "with --engine-process: an idle engine woken by a request also admits those arriving within this many ms of "
+     "each other (up to 25x it) before its first step, so a burst shares one prefill step (0: step at once)"),
     ("--log-level", str, "info", "debug, info, warning, error"),
 )
 
@@ -83,6 +86,7 @@ def settings_from_args(args: argparse.Namespace):
         drain_timeout=args.drain_timeout, max_waiting=args.max_waiting,
         health_stall_seconds=args.health_stall_seconds, load_format=args.load_format,
         engine_process=args.engine_process, stream_interval=args.stream_interval,
+        admission_window_ms=args.admission_window_ms,
     )
 
 

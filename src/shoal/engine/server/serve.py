@@ -50,7 +50,8 @@ async def _start_engine(settings: ServeSettings):
     else:
         from shoal.engine import AsyncLLM as Engine
 
-    engine = Engine(str(settings.model), **settings.engine_kwargs())
+    extra = {"admission_window_s": settings.admission_window_ms / 1000} if settings.engine_process else {}
+    engine = Engine(str(settings.model), **settings.engine_kwargs(), **extra)
     await engine.start()
     if settings.runtime_config_dir is not None:
         capacity = engine.capacity

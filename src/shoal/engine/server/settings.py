@@ -28,6 +28,7 @@ class ServeSettings:
     load_format: str = "safetensors"  # "dummy": random weights of config.json's shapes (benchmarks)
     stream_interval: int = 1  # tokens gathered before a chunk is sent (the last may hold fewer): fewer writes
     engine_process: bool = False  # step loop in a child process: the HTTP loop and the engine share no GIL
+    admission_window_ms: float = 2.0  # engine process: an idle engine gathers a burst's requests for one prefill
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -45,6 +46,9 @@ class ServeSettings:
             raise ValueError(f"max_waiting must be >= 0 (0 refuses any queueing), got {self.max_waiting}")
         if self.stream_interval < 1:
             raise ValueError(f"stream_interval must be >= 1 token, got {self.stream_interval}")
+        if not 0 <= self.admission_window_ms <= 1000:
+            raise ValueError(f"admission_window_ms must be in [0, 1000] (0: step at the first request), "
+                             f"got {self.admission_window_ms}")
         if self.health_stall_seconds <= 0:
             raise ValueError(f"health_stall_seconds must be > 0, got {self.health_stall_seconds}")
         if self.load_format not in ("safetensors", "dummy"):
