@@ -3,7 +3,7 @@ import torch
 from conftest import TOL, poisoned
 from paged import random_paged_cache
 
-from shoal.kernels import paged_prefill_attention, paged_prefill_attention_ref
+from shoal.kernels import paged_prefill_attention, paged_prefill_attention_ref, prefill_tile_starts
 
 
 def run_prefill(gen, q_lens, kv_lens, hq, hk, d, dtype, high=False, **kw):
@@ -45,3 +45,16 @@ def test_prefill_block_ids_past_32_bit_offsets(rng):
     out, ref = run_prefill(rng, [10, 4], [30, 20], 2, 1, 64, torch.float16, high=True,
                            block_m=16, block_n=16)
     assert (out.float() - ref.float()).abs().max() < TOL[torch.float16]
+
+
+def test_prefill_with_tile_starts_computed_once_equals_computed_inside(rng):
+    k_cache, v_cache, tables = random_paged_cache(rng, [40, 3, 77], 2, 64, 16, torch.float32)
+    cu = torch.tensor([0, 21, 22, 51], dtype=torch.int32)
+    q = torch.randn(51, 4, 64, generator=rng)
+    lens = torch.tensor([40, 3, 77], dtype=torch.int32)
+    inside = paged_prefill_attention(q, k_cache, v_cache, tables, cu, lens, 0.125, block_m=16, block_n=16)
+    starts = prefill_tile_starts(cu, 16)
+    assert starts.tolist() == [0, 2, 3, 5]  # ceil(21/16), ceil(1/16), ceil(29/16) tiles
+    given = paged_prefill_attention(q, k_cache, v_cache, tables, cu, lens, 0.125, block_m=16, block_n=16,
+                                    tile_starts=starts)
+    assert torch.equal(inside, given)

@@ -7,7 +7,7 @@ Weights use Hugging Face names, except q/k/v and gate/up which are stored fused
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +28,7 @@ class AttentionMetadata:
     prefill_block_tables: torch.Tensor | None  # [num_prefills, M] int32
     prefill_cu_seqlens_q: torch.Tensor | None  # [num_prefills + 1] int32, offsets after the decode tokens
     prefill_context_lens: torch.Tensor | None  # [num_prefills] int32
+    prefill_plan: torch.Tensor | None = None  # ops.prefill_plan of the step, shared by its layers
 
 
 def build_cos_sin_cache(config: ModelConfig, max_positions: int, device: torch.device | str) -> torch.Tensor:
@@ -105,6 +106,7 @@ class Attention(nn.Module):
                     meta.prefill_cu_seqlens_q,
                     meta.prefill_context_lens,
                     self.scale,
+                    meta.prefill_plan,
                 )
             )
         o = parts[0] if len(parts) == 1 else torch.cat(parts)
@@ -154,6 +156,8 @@ class CausalLM(nn.Module):
     def forward(self, input_ids, positions, kv_caches, cos_sin_cache, meta: AttentionMetadata) -> torch.Tensor:
         """Hidden states [T, hidden] after the final norm."""
         h = self.embed_tokens(input_ids)
+        if meta.prefill_cu_seqlens_q is not None and meta.prefill_plan is None:
+            meta = replace(meta, prefill_plan=ops.prefill_plan(meta.prefill_cu_seqlens_q, h.dtype))
         residual = None
         for layer, (k_cache, v_cache) in zip(self.layers, kv_caches):
             h, residual = layer(positions, h, residual, k_cache, v_cache, cos_sin_cache, meta)

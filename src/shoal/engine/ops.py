@@ -109,10 +109,13 @@ def paged_prefill_attention(
     cu_seqlens_q: torch.Tensor,
     context_lens: torch.Tensor,
     scale: float,
+    plan: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Causal attention for packed queries [T, Hq, D]; query i of sequence b sits at context_lens[b] - q_len_b + i."""
+    """Causal attention for packed queries [T, Hq, D]; query i of sequence b sits at context_lens[b] - q_len_b + i.
+    `plan`: prefill_plan(cu_seqlens_q, q.dtype), computed once for all layers of a step."""
     if (kernels := _kernels(q)) is not None:
-        return kernels.paged_prefill_attention(q, k_cache, v_cache, block_tables, cu_seqlens_q, context_lens, scale)
+        return kernels.paged_prefill_attention(q, k_cache, v_cache, block_tables, cu_seqlens_q, context_lens, scale,
+                                               tile_starts=plan)
     out = torch.empty_like(q)
     num_heads = q.shape[1]
     starts = cu_seqlens_q.tolist()
@@ -132,6 +135,14 @@ def paged_prefill_attention(
         )
         out[s:e] = o[0].transpose(0, 1)
     return out
+
+
+def prefill_plan(cu_seqlens_q: torch.Tensor, dtype: torch.dtype) -> torch.Tensor | None:
+    """What paged_prefill_attention derives from the sequences' query lengths alone (the kernel's tile starts),
+    shared by every layer of a step; None where the PyTorch code runs (it needs none)."""
+    if (kernels := _kernels(cu_seqlens_q)) is None:
+        return None
+    return kernels.prefill_tile_starts(cu_seqlens_q, kernels.tile_block_m(dtype))
 
 
 def _gather(

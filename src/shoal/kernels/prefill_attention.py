@@ -122,10 +122,25 @@ def search_steps(num_seqs: int) -> int:
     return 4 * max(1, math.ceil(math.ceil(math.log2(num_seqs + 1)) / 4))
 
 
+def tile_block_m(dtype: torch.dtype) -> int:
+    """The query rows per program of the default tiles for `dtype` (float32 tiles are smaller)."""
+    return (SMALL_TILES if dtype.itemsize == 4 else TILES)["block_m"]
+
+
+def prefill_tile_starts(cu_seqlens_q, block_m: int):
+    """[B+1] int32: the first query tile of each sequence (tiles of block_m rows). The same for every layer of a
+    step, so the engine computes it once a step (four small kernels fewer per layer) and passes it in."""
+    q_lens = cu_seqlens_q[1:] - cu_seqlens_q[:-1]
+    starts = torch.zeros(cu_seqlens_q.shape[0], dtype=torch.int32, device=cu_seqlens_q.device)
+    starts[1:] = torch.cumsum((q_lens + block_m - 1) // block_m, 0)
+    return starts
+
+
 def paged_prefill_attention(q, k_cache, v_cache, block_tables, cu_seqlens_q, context_lens, scale, *,
-                            block_m=None, block_n=None, num_warps=None, num_stages=None, out=None):
+                            block_m=None, block_n=None, num_warps=None, num_stages=None, out=None,
+                            tile_starts=None):
     """q [T,Hq,D] packed; cu_seqlens_q [B+1] int32; context_lens [B] int32 (kv length incl. the
-    new tokens). Returns [T,Hq,D]."""
+    new tokens). Returns [T,Hq,D]. tile_starts: prefill_tile_starts(cu_seqlens_q, block_m) when already known."""
     total, num_q_heads, head_dim = q.shape
     num_kv_heads, page = k_cache.shape[2], k_cache.shape[1]
     if num_q_heads % num_kv_heads:
@@ -138,9 +153,8 @@ def paged_prefill_attention(q, k_cache, v_cache, block_tables, cu_seqlens_q, con
     out = torch.empty_like(q) if out is None else out
     if total == 0 or num_seqs == 0:
         return out
-    q_lens = cu_seqlens_q[1:] - cu_seqlens_q[:-1]
-    tile_starts = torch.zeros(num_seqs + 1, dtype=torch.int32, device=q.device)
-    tile_starts[1:] = torch.cumsum((q_lens + block_m - 1) // block_m, 0)
+    if tile_starts is None:
+        tile_starts = prefill_tile_starts(cu_seqlens_q, block_m)
     max_tiles = triton.cdiv(total, block_m) + num_seqs  # host-known bound: no sync on the lengths
     _prefill_kernel[(max_tiles, num_q_heads)](
         q, k_cache, v_cache, block_tables, cu_seqlens_q, context_lens, tile_starts, out,
