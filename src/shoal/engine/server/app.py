@@ -150,7 +150,7 @@ async def _generate(request: web.Request, req: protocol.GenerationRequest) -> we
             return web.json_response(state.generation.body(req, prepared))
         response = await start_sse(request)
         try:
-            await state.generation.stream(req, prepared, arrival, response.write)
+            await state.generation.stream(req, prepared, arrival, response.write, response.write_eof)
         except ConnectionResetError:
             log.debug("client of %s went away; request aborted", prepared.response_id)
         except Exception as exc:  # headers are sent: report in the stream, then end it

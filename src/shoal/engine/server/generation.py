@@ -79,9 +79,10 @@ class Generation:
                 choices.append(Choice(index, f"{response_id}-{index}", ids, params, echo_text=echo))
         return Prepared(response_id, choices, prompt_tokens)
 
-    async def run_choice(self, choice: Choice, arrival: float, emit: Callable[[str, int], Awaitable[None]] | None):
-        """Drive one engine request to its end. Streaming: `emit(text, completion_tokens)` gets the new text once
-        `stream_interval` tokens have gathered (and at the end); else `emit` is None."""
+    async def run_choice(self, choice: Choice, arrival: float,
+                         emit: Callable[[str, int, bool], Awaitable[None]] | None):
+        """Drive one engine request to its end. Streaming: `emit(text, completion_tokens, last)` gets the new text
+        once `stream_interval` tokens have gathered (and at the end, with last=True); else `emit` is None."""
         reason, first, last, out, refused = "abort", None, None, None, False
         pending_text, pending_tokens = "", 0
         self.active.add(choice.request_id)
@@ -99,7 +100,7 @@ class Generation:
                         pending_text += out.new_text
                         pending_tokens += len(out.new_token_ids)
                         if pending_text and (pending_tokens >= self.stream_interval or out.finished):
-                            await emit(pending_text, len(out.token_ids))
+                            await emit(pending_text, len(out.token_ids), out.finished)
                             pending_text, pending_tokens = "", 0
                     if out.finished:
                         reason = out.finish_reason or "stop"
@@ -123,8 +124,13 @@ class Generation:
     async def collect(self, prepared: Prepared, arrival: float) -> None:
         await all_or_none([self.run_choice(choice, arrival, None) for choice in prepared.choices])
 
-    async def stream(self, req: GenerationRequest, prepared: Prepared, arrival: float, write: Emit) -> None:
+    async def stream(self, req: GenerationRequest, prepared: Prepared, arrival: float, write: Emit,
+                     end: Emit | None = None) -> None:
+        """The SSE body through `write`; its last bytes through `end` (e.g. the response's write_eof, which sends
+        them with the stream's terminator). A one-choice stream ends with one write: its last text, the finish
+        chunk, usage and [DONE] together (a socket write each would cost the server ~4 system calls a request)."""
         encoder = responses.ChunkEncoder(req.kind, prepared.response_id, int(time.time()), self.model_name)
+        end = end or write
         lock = asyncio.Lock()
 
         async def write_locked(data: bytes) -> None:
@@ -132,7 +138,9 @@ class Generation:
                 await write(data)
 
         # one choice writes straight through; several share the response under a lock
-        out = write if len(prepared.choices) == 1 else write_locked
+        single = len(prepared.choices) == 1
+        out = write if single else write_locked
+        tail = bytearray()  # a single choice's last bytes, written at the end
 
         async def one(choice: Choice) -> None:
             index = choice.index
@@ -143,16 +151,24 @@ class Generation:
 
             prompt_len = len(choice.prompt_ids)
 
-            async def emit(text: str, completion_tokens: int) -> None:
-                await out(encoder.delta(index, text, (prompt_len, completion_tokens) if req.continuous_usage else None))
+            async def emit(text: str, completion_tokens: int, last: bool) -> None:
+                chunk = encoder.delta(index, text, (prompt_len, completion_tokens) if req.continuous_usage else None)
+                if last and single:
+                    tail.extend(chunk)
+                else:
+                    await out(chunk)
 
             await self.run_choice(choice, arrival, emit)
-            await out(encoder.finish(index, choice.finish_reason))
+            finish = encoder.finish(index, choice.finish_reason)
+            if single:
+                tail.extend(finish)
+            else:
+                await out(finish)
 
         await all_or_none([one(choice) for choice in prepared.choices])
         if req.include_usage:
-            await write(encoder.usage(prepared.prompt_tokens, sum(c.num_tokens for c in prepared.choices)))
-        await write(responses.DONE)
+            tail.extend(encoder.usage(prepared.prompt_tokens, sum(c.num_tokens for c in prepared.choices)))
+        await end(bytes(tail + responses.DONE))
 
     def body(self, req: GenerationRequest, prepared: Prepared) -> dict:
         build = responses.completion_body if req.kind == "completion" else responses.chat_body
