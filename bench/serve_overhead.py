@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import json
 import multiprocessing
 import os
@@ -49,17 +50,18 @@ def stream_summary(body: bytes) -> tuple[int, bool, int]:
 
 async def stream_tokens(session: aiohttp.ClientSession, url: str, body: dict, times: list | None = None
                         ) -> tuple[int, bool, int]:
-    """Stream one request; appends (sent, first bytes, end) wall-clock times to `times` when given."""
+    """Stream one request; appends (sent, headers, first bytes, end) wall-clock times to `times` when given."""
     data = bytearray()
     sent = first = time.time()
     try:
         async with session.post(url + "/v1/completions", json=body) as response:
+            headers = time.time()
             async for block in response.content.iter_any():
                 if not data:
                     first = time.time()
                 data += block
             if times is not None:
-                times.append((sent, first, time.time()))
+                times.append((sent, headers, first, time.time()))
             tokens, ok, chunks = stream_summary(bytes(data)) if response.status == 200 else (0, False, 0)
     except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
         tokens, ok, chunks = 0, False, 0
@@ -69,13 +71,25 @@ async def stream_tokens(session: aiohttp.ClientSession, url: str, body: dict, ti
     return tokens, ok, chunks
 
 
+async def open_connections(session: aiohttp.ClientSession, url: str, n: int) -> None:
+    """Leave `n` kept-alive connections to the server in the session's pool (n requests at once open n)."""
+    async def one() -> None:
+        async with session.get(url + "/health") as response:
+            await response.read()
+
+    await asyncio.gather(*(one() for _ in range(n)))
+
+
 async def http_run(url: str, model: str, prompts: list[list[int]], output_tokens: int,
-                   start_at: float | None = None) -> tuple:
+                   start_at: float | None = None, warm: bool = True) -> tuple:
     """(start, end) wall-clock times, output tokens, failed requests, text chunks and per-request
-    (sent, first bytes, end) times of all prompts sent at once."""
+    (sent, headers, first bytes, end) times of all prompts sent at once. `warm`: over connections opened before the
+    clock starts, as a load balancer or gateway keeps them (the server's cost is the streaming, not TCP set-up)."""
     connector = aiohttp.TCPConnector(limit=0)
-    times: list[tuple[float, float, float]] = []
+    times: list[tuple[float, float, float, float]] = []
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=3600)) as session:
+        if warm:
+            await open_connections(session, url, len(prompts))
         if start_at is not None:
             await asyncio.sleep(max(0.0, start_at - time.time()))
         start = time.time()
@@ -87,6 +101,7 @@ async def http_run(url: str, model: str, prompts: list[list[int]], output_tokens
 
 
 CLIENT_CORES: set[int] = set()  # where client processes run when the server is pinned (--pin-server-cores)
+WARM_CONNECTIONS = [True]  # --cold-connections sets it False
 
 
 def split_cores(physical: int) -> tuple[set[int], set[int]]:
@@ -111,31 +126,47 @@ def pin(pid: int, cores: set[int]) -> None:
 
 
 def _client_process(url: str, model: str, prompts: list[list[int]], output_tokens: int, start_at: float,
-                    cores: set[int]):
+                    cores: set[int], warm: bool):
     if cores:
         os.sched_setaffinity(0, cores)
-    return asyncio.run(http_run(url, model, prompts, output_tokens, start_at))
+    return asyncio.run(http_run(url, model, prompts, output_tokens, start_at, warm))
+
+
+_POOLS: dict[int, object] = {}  # client processes, started once and kept for every run
+
+
+def client_pool(procs: int):
+    """`procs` client processes, spawned and importing aiohttp once (then a run starts within a second, so the GPU
+    has not idled for seconds before it, as it has not before an offline run)."""
+    if procs not in _POOLS:
+        pool = multiprocessing.get_context("spawn").Pool(procs)
+        pool.map(time.sleep, [0.5] * procs)  # every worker up and imported
+        atexit.register(pool.terminate)
+        _POOLS[procs] = pool
+    return _POOLS[procs]
 
 
 def http_load(url: str, model: str, prompts: list[list[int]], output_tokens: int, procs: int):
     """(start, end) wall-clock times, output tokens, failures, text chunks and per-request times, with the requests
     spread over `procs` client processes that start together (so the client's SSE parsing is not what limits the
     measurement)."""
+    warm = WARM_CONNECTIONS[0]
     if procs == 1:
-        return asyncio.run(http_run(url, model, prompts, output_tokens))
-    start_at = time.time() + 5.0  # after the workers have spawned and imported
-    with multiprocessing.get_context("spawn").Pool(procs) as pool:
-        parts = pool.starmap(_client_process, [(url, model, prompts[i::procs], output_tokens, start_at,
-                                                CLIENT_CORES) for i in range(procs)])
+        return asyncio.run(http_run(url, model, prompts, output_tokens, warm=warm))
+    pool = client_pool(procs)
+    start_at = time.time() + 1.0  # every worker has its task (each sleeps until then) and its connections open
+    parts = pool.starmap(_client_process, [(url, model, prompts[i::procs], output_tokens, start_at,
+                                            CLIENT_CORES, warm) for i in range(procs)], chunksize=1)
     return (min(p[0] for p in parts), max(p[1] for p in parts), *(sum(p[i] for p in parts) for i in (2, 3, 4)),
             [t for p in parts for t in p[5]])
 
 
-def spread(times: list[tuple[float, float, float]], start: float) -> dict:
-    """When the requests were sent, got their first bytes and ended, in ms after the run's start (first / last)."""
-    ms = lambda xs: [round(1000 * (min(xs) - start), 1), round(1000 * (max(xs) - start), 1)]
-    return {"sent_ms": ms([t[0] for t in times]), "first_bytes_ms": ms([t[1] for t in times]),
-            "ended_ms": ms([t[2] for t in times])}
+def spread(times: list[tuple[float, float, float, float]], start: float) -> dict:
+    """When the requests were sent, got their response headers (the server admitted them), got their first bytes
+    (first token) and ended, in ms after the run's start (first / last)."""
+    ms = lambda xs: [round(1000 * (min(xs) - start), 1), round(1000 * (max(xs) - start), 1)]  # noqa: E731
+    return {"sent_ms": ms([t[0] for t in times]), "headers_ms": ms([t[1] for t in times]),
+            "first_bytes_ms": ms([t[2] for t in times]), "ended_ms": ms([t[3] for t in times])}
 
 
 def cpu_seconds(pid: int) -> float:
@@ -228,22 +259,38 @@ def online_run(server, server_pids: dict[str, int], model: str, prompts, args, w
     }
 
 
+def work_started(row: dict) -> float:
+    """When an iteration of the engine child's loop had work: its start, or when the command it waited for came."""
+    return row["wall_start"] + row["idle_s"]
+
+
+def in_window(rows: list[dict], start: float, end: float) -> list[dict]:
+    """The iterations that worked for a run: an idle iteration belongs to the run whose first command woke it."""
+    return [r for r in rows if start <= work_started(r) <= end]
+
+
 def trace_summary(rows: list[dict], start: float, full: int) -> dict:
-    """The engine child's loop over one HTTP run: steps, ms per iteration and its parts, and how the batch filled."""
+    """The engine child's loop over one HTTP run (`in_window`'s rows): steps, ms per iteration and its parts, the
+    host's share of a step (what it spent not waiting for the device) and how the batch filled."""
     if not rows:
         return {"steps": 0}
-    mean_ms = lambda key: round(1000 * statistics.fmean(r[key] for r in rows), 4)
-    full_at = next((r["wall_start"] for r in rows if r["num_running"] >= full), None)
+    mean_ms = lambda key: round(1000 * statistics.fmean(r[key] for r in rows), 4)  # noqa: E731
+    host = sorted(r["commands_s"] + r["step_s"] - r["device_wait_s"] + r["send_s"] for r in rows)
+    pct = lambda q: round(1000 * host[min(len(host) - 1, int(q * len(host)))], 4)  # noqa: E731
+    full_at = next((work_started(r) for r in rows if r["num_running"] >= full), None)
     return {
         "steps": len(rows),
-        "ms_per_iteration": round(1000 * (rows[-1]["wall_start"] - rows[0]["wall_start"]) / max(len(rows) - 1, 1), 4),
+        "ms_per_iteration": round(1000 * (work_started(rows[-1]) - work_started(rows[0])) / max(len(rows) - 1, 1), 4),
         "idle_ms": mean_ms("idle_s"), "commands_ms": mean_ms("commands_s"), "step_ms": mean_ms("step_s"),
         "device_wait_ms": mean_ms("device_wait_s"), "send_ms": mean_ms("send_s"),
         "step_ms_p50": round(1000 * statistics.median(r["step_s"] for r in rows), 4),
+        # host work per iteration (commands + step - device wait + send): p50 / p90 / p99 / max, ms
+        "host_ms_pcts": [pct(0.5), pct(0.9), pct(0.99), round(1000 * host[-1], 4)],
+        "host_bound_steps": sum(r["device_wait_s"] < 20e-6 for r in rows),  # the device waited for the host
         "steps_at_full_batch": sum(r["num_running"] >= full for r in rows),
-        "first_step_ms": round(1000 * (rows[0]["wall_start"] - start), 1),
+        "first_step_ms": round(1000 * (work_started(rows[0]) - start), 1),
         "full_batch_ms": full_at and round(1000 * (full_at - start), 1),
-        "last_step_ms": round(1000 * (rows[-1]["wall_start"] - start), 1),
+        "last_step_ms": round(1000 * (work_started(rows[-1]) - start), 1),
     }
 
 
@@ -280,6 +327,12 @@ def main() -> int:
                              "are other machines (0: no pinning)")
     parser.add_argument("--profile-offline", type=Path, default=None,
                         help="after the repeats, profile one offline run (cProfile) and write the top functions here")
+    parser.add_argument("--server-src", type=Path, default=None,
+                        help="serve with the `shoal` package under this folder (e.g. an older commit's src, to read a "
+                             "change against its before in the same visit); the offline engine stays this tree's")
+    parser.add_argument("--cold-connections", action="store_true",
+                        help="open each client's connections inside the timed window (default: opened before it, "
+                             "kept alive, as a gateway keeps them)")
     parser.add_argument("--shape", default=None,
                         help="serve a model shape of bench/engine_throughput.py (e.g. qwen3-0.6b) with random weights "
                              "and --model-dir's tokenizer and vocabulary, instead of --model-dir's own model")
@@ -298,6 +351,7 @@ def main() -> int:
 
         model_dir = shaped_model_dir(args.shape, model_dir, Path(tempfile.mkdtemp(prefix="shoal-shape-")))
         args.load_format = "dummy"
+    WARM_CONNECTIONS[0] = not args.cold_connections
     rng = random.Random(args.seed)
     prompts = [[rng.randrange(1000, 10000) for _ in range(args.prompt_tokens)] for _ in range(args.concurrency)]
     params = SamplingParams(temperature=0.0, max_tokens=args.output_tokens, ignore_eos=True)
@@ -311,7 +365,7 @@ def main() -> int:
     llm = LLM(str(model_dir), **engine_args)
     llm.generate(prompts[:4], SamplingParams(temperature=0.0, max_tokens=8, ignore_eos=True))  # warm-up
     runs, windows = [], []
-    env = {}
+    env = {} if args.server_src is None else {"PYTHONPATH": str(args.server_src.resolve())}
     if args.trace_dir is not None:
         from shoal.engine.server.step_trace import ENV
 
@@ -366,8 +420,7 @@ def main() -> int:
 
         rows = load(env["SHOAL_ENGINE_TRACE"])
         for run, (start, end) in zip(runs, windows):
-            run["engine_child"] = trace_summary([r for r in rows if start <= r["wall_start"] <= end], start,
-                                                args.concurrency)
+            run["engine_child"] = trace_summary(in_window(rows, start, end), start, args.concurrency)
     report = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "config": {k: str(v) for k, v in vars(args).items()} | {"model_dir": model_dir.name},

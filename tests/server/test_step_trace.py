@@ -59,4 +59,9 @@ def test_the_benchmark_summarises_one_run_of_the_trace():
     assert got["step_ms"] == 1.5 and got["send_ms"] == 0.2 and got["device_wait_ms"] == 0.5
     assert got["steps_at_full_batch"] == 8  # from the 4th step on
     assert got["first_step_ms"] == 10.0 and got["full_batch_ms"] == 16.0
+    assert got["host_ms_pcts"] == [1.3, 1.3, 1.3, 1.3] and got["host_bound_steps"] == 0
     assert module.trace_summary([], start, full=64) == {"steps": 0}
+    # an iteration that slept until the run's first command belongs to that run, not to the one before
+    idle = {**rows[0], "wall_start": start - 5.0, "idle_s": 5.004}
+    assert module.in_window([idle, *rows], start, start + 1.0) == [idle, *rows]
+    assert module.in_window([idle, *rows], start - 10.0, start - 1.0) == []
