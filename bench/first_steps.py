@@ -65,6 +65,33 @@ def burst(llm, timer: PhaseTimer, prompts, params, arrival: str, idle_s: float, 
     return rows
 
 
+COMPOSITIONS = [(0, 1), (0, 2), (0, 4), (0, 16), (0, 17), (0, 63), (0, 64), (1, 1), (1, 2), (1, 15), (1, 16),
+                (1, 63), (2, 2), (4, 4), (15, 1), (16, 16), (17, 17), (32, 32), (49, 15), (60, 4), (63, 1)]
+
+
+def scan(llm, rng, params) -> dict:
+    """ms of the step in which `prompts` requests join `decodes` running ones, per composition, two passes."""
+    engine = llm.engine
+    times: dict[str, list[float]] = {}
+    for _ in range(2):
+        for decodes, prompts in COMPOSITIONS:
+            tag = f"s{time.monotonic_ns()}-"
+            for i in range(decodes):
+                engine.add_request(f"{tag}d{i}", [rng.randrange(1000, 10000) for _ in range(128)], params)
+            for _ in range(3 if decodes else 0):  # prefill, then decoding (asynchronous: one step behind)
+                engine.step(stream=False)
+            for i in range(prompts):
+                engine.add_request(f"{tag}p{i}", [rng.randrange(1000, 10000) for _ in range(128)], params)
+            t = time.perf_counter()
+            engine.step(stream=False)
+            times.setdefault(f"{decodes} decoding + {prompts} joining", []).append(round(1000 * (time.perf_counter() - t), 1))
+            for rid in list(engine.requests):
+                engine.abort(rid)
+            while engine.has_unfinished() or engine._in_flight is not None:
+                engine.step(stream=False)
+    return times
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model-dir", required=True)
@@ -73,6 +100,9 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--idle-s", type=float, default=5.0)
+    ap.add_argument("--scan", action="store_true",
+                    help="instead: time the first step of each batch composition (decodes running + prompts joining) "
+                         "twice in one process; a first pass far slower than the second compiled something")
     ap.add_argument("--profile", default=None, help="also cProfile one warm prefill step of 64 new prompts; top "
                                                    "functions written here")
     ap.add_argument("--out", default=None)
@@ -82,8 +112,13 @@ def main() -> int:
 
     from shoal.engine import LLM, SamplingParams
 
+    built = time.perf_counter()
     llm = LLM(args.model_dir, device=args.device, dtype=args.dtype, load_format=args.load_format, max_num_seqs=64,
               kv_cache_tokens=32768)
+    print(f"engine built (weights, graphs, warm-up) in {time.perf_counter() - built:.1f} s", flush=True)
+    started = time.perf_counter()
+    llm.engine.warm_up()  # again: on CUDA the engine ran it at start-up, compiling; this is what it costs then
+    print(f"LLMEngine.warm_up, already compiled: {time.perf_counter() - started:.2f} s", flush=True)
     rng = random.Random(0)
     seen = [[rng.randrange(1000, 10000) for _ in range(128)] for _ in range(64)]
     params = SamplingParams(max_tokens=16, ignore_eos=True, temperature=0.0)
@@ -93,6 +128,9 @@ def main() -> int:
 
     def run_all() -> None:
         torch.set_num_threads(1)  # as the server's engine child steps on CUDA
+        if args.scan:
+            results["scan"] = scan(llm, rng, SamplingParams(max_tokens=64, ignore_eos=True, temperature=0.0))
+            return
         for arrival in ("1+63", "64"):  # warm-up: every shape compiled before anything is timed
             burst(llm, timer, seen, params, arrival, 0.0, args.steps, torch)
         if args.profile:
@@ -126,6 +164,14 @@ def main() -> int:
     worker = threading.Thread(target=run_all)
     worker.start()
     worker.join()
+    if args.scan:
+        assert all(len(v) == 2 for v in results["scan"].values()), "a composition was not timed twice"
+        print("\n| composition | first pass ms | second pass ms |\n|---|---:|---:|")
+        for key, (first, second) in results["scan"].items():
+            print(f"| {key} | {first} | {second} |")
+        if args.out:
+            Path(args.out).write_text(json.dumps({"gpu": torch.cuda.get_device_name(), "scan": results["scan"]}))
+        return 0
     assert results and all(len(rows) == args.steps for rows in results.values()), "a burst fell short of its steps"
     if args.out:
         gpu = torch.cuda.get_device_name() if args.device.startswith("cuda") else None

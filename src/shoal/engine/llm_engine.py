@@ -62,6 +62,8 @@ class LLMEngine:
         self.steps_total = 0
         self.device_wait_seconds_total = 0.0  # host time spent waiting for sampled tokens (diagnostics)
         self._in_flight: _Launched | None = None  # asynchronous scheduling: the step not yet read back
+        if self.runner.device.type == "cuda":
+            self.warm_up()
 
     # -- requests ------------------------------------------------------------------
     def encode_prompt(self, prompt: str | list[int]) -> list[int]:
@@ -276,6 +278,35 @@ class LLMEngine:
         seq.num_sent_chars = len(text)
         return out
 
+    # -- start-up ------------------------------------------------------------------------
+    def warm_up(self) -> None:
+        """Run the batch shapes of `warm_up_batches` once and leave no trace (requests, totals) behind.
+
+        Steps with prompts run the model eagerly, and Triton compiles a kernel variant the first time a shape class
+        comes (a count of sequences past a search bucket, a token count that is not a multiple of 16, decodes
+        beside prompts): 0.5-1.7 s each on an H100 host (bench/RESULTS.md), a stall of every running stream when
+        it happens while serving. Done at start-up on CUDA, as the decode graphs are captured then.
+        """
+        params = SamplingParams(temperature=0.0, max_tokens=2, ignore_eos=True)
+        decoding = SamplingParams(temperature=0.0, max_tokens=8, ignore_eos=True)  # still running when prompts join
+        vocab = self.model_config.vocab_size
+        for b, (num_decodes, prompt_lens) in enumerate(warm_up_batches(self.capacity, self.max_model_len)):
+            for i in range(num_decodes):
+                self.add_request(f"__warm-up-{b}-d{i}", [(b * 1009 + 7 * i + 1) % vocab] * 3, decoding)
+            for _ in range(3 if num_decodes else 0):  # prefilled, then decoding (asynchronous: one step behind)
+                self.step(stream=False)
+            for i, n in enumerate(prompt_lens):  # distinct ids: no prefix-cache hit shortens them
+                self.add_request(f"__warm-up-{b}-p{i}", [(b * 1009 + 31 * i + j) % vocab for j in range(n)], params)
+            self.step(stream=False)
+            for rid in list(self.requests):
+                self.abort(rid)
+            while self._in_flight is not None or self.has_unfinished():
+                self.step(stream=False)
+        self.num_preemptions_total = self.prefix_cache_queries_total = self.prefix_cache_hits_total = 0
+        self.prompt_tokens_total = self.generation_tokens_total = self.steps_total = 0
+        self.device_wait_seconds_total = 0.0
+        self.last_step_time, self.last_step_stats = None, StepStats(0, 0, 0, 0, 0.0)
+
     # -- limits and statistics ---------------------------------------------------------
     @property
     def runtime_limits(self) -> RuntimeLimits:
@@ -312,6 +343,19 @@ class LLMEngine:
             last_step_time=self.last_step_time,
             steps_total=self.steps_total,
         )
+
+
+def warm_up_batches(capacity: RuntimeLimits, max_model_len: int) -> list[tuple[int, list[int]]]:
+    """(decodes running, prompt lengths joining) of the steps `LLMEngine.warm_up` runs, within the engine's limits:
+    one and several prompts (the prefill kernel's sequence-search buckets: up to 15, 255, more), token counts that
+    are and are not multiples of 16, one-token prompts, and prompts joining running decodes."""
+    seqs, budget = capacity.max_num_seqs, capacity.max_num_batched_tokens
+    long = max(1, min(128, max_model_len - 9, budget // 2))
+    batches = [(0, [long]), (0, [long + 1]), (0, [1]), (0, [16] * min(seqs, 16)), (0, [17] * min(seqs, 17)),
+               (1, [long]), (1, [1]), (min(seqs - 1, 3), [5, 17])]
+    if seqs >= 256:
+        batches.append((0, [1] * 256))
+    return [(d, [n for n in lens if n <= budget][: max(1, seqs - d)]) for d, lens in batches if d < seqs]
 
 
 def _is_int(value: object) -> bool:
