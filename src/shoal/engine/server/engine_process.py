@@ -21,6 +21,7 @@ first step: a burst of requests, which the HTTP side hands over one by one, shar
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 import logging
 import multiprocessing
@@ -321,6 +322,7 @@ def _step_loop(model_dir: str, kwargs: dict, commands, num_sent, out_fd: int, wi
         # process and its clients for cores (on 2 CPU cores that contention cost 3-10x, bench/RESULTS.md);
         # set after loading, which may use the pool
         torch.set_num_threads(1)
+    freeze_startup_objects()  # the engine's objects: a full collection then walks only what serving allocates
     write_message(out_fd, ("ready", engine.max_model_len, engine.runtime_limits, engine.stats()))
     trace = StepTrace.from_env()
     num_taken = 0
@@ -370,6 +372,17 @@ def _step_loop(model_dir: str, kwargs: dict, commands, num_sent, out_fd: int, wi
                              step_stats.num_running, step_stats.num_prompt_tokens + step_stats.num_generation_tokens)
     except BaseException:
         write_message(out_fd, ("failed", traceback.format_exc()))
+
+
+def freeze_startup_objects() -> None:
+    """Move everything built at start-up (model, tokenizer tables, the app) out of the garbage collector's reach.
+
+    A full collection walks every tracked object: ~300k once SmolLM2's engine is built, 146 ms a collection on the
+    development VM; the H100 host's engine child stalled 150-160 ms so while admitting a burst (bench/RESULTS.md).
+    Frozen, a collection walks only what serving allocated since. Servers only: a library call must not freeze its
+    caller's objects."""
+    gc.collect()
+    gc.freeze()
 
 
 def gather_burst(commands, batch: list, window_s: float, max_adds: int, clock=time.monotonic) -> int:

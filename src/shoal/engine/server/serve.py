@@ -13,6 +13,7 @@ from aiohttp import web
 from shoal.engine.server import admin
 from shoal.engine.server.admission import Admission
 from shoal.engine.server.app import ServerState, build_app
+from shoal.engine.server.engine_process import freeze_startup_objects
 from shoal.engine.server.generation import Generation
 from shoal.engine.server.lifecycle import Lifecycle
 from shoal.engine.server.metrics import EngineMetrics
@@ -86,6 +87,7 @@ async def _serve(settings: ServeSettings) -> int:
     site = web.TCPSite(runner, settings.host, settings.port)
     await site.start()
     host, port = runner.addresses[0][:2]
+    freeze_startup_objects()
     lifecycle.mark_ready()
     limits = engine.runtime_limits
     log.info("serving %s: max_num_seqs=%d max_num_batched_tokens=%d", settings.model_name,
